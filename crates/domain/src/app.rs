@@ -1,0 +1,259 @@
+//! Registered apps: the OpenID Connect clients people log into through Stackspin.
+
+use chrono::{DateTime, Utc};
+use std::{fmt, net::IpAddr};
+use url::{Host, Url};
+use uuid::Uuid;
+
+use crate::role::Role;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct AppId(pub Uuid);
+
+impl AppId {
+    pub fn new_random() -> Self {
+        AppId(Uuid::new_v4())
+    }
+}
+
+/// The OAuth 2.0 `client_id` of an app.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ClientId(pub String);
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AppError {
+    #[error(
+        "invalid app name {0:?}: use 1 to 63 lowercase letters, digits and '-', starting with a letter"
+    )]
+    Name(String),
+    #[error("invalid {what} {input:?}: {reason}")]
+    Url {
+        what: &'static str,
+        input: String,
+        reason: &'static str,
+    },
+    #[error("an app needs at least one --redirect-uri")]
+    NoRedirectUri,
+    #[error("invalid display name: {0}")]
+    DisplayName(&'static str),
+}
+
+/// An app's short name, used in commands, URLs and role assignments (`nextcloud`, `wiki`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct AppName(String);
+
+impl AppName {
+    pub fn parse(input: &str) -> Result<Self, AppError> {
+        let s = input.trim();
+        let ok = (1..=63).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && !s.ends_with('-')
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(AppName(s.to_owned()))
+        } else {
+            Err(AppError::Name(input.chars().take(80).collect()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Parses an absolute URL and applies the rules every URL an app registers shares.
+fn parse_app_url(what: &'static str, input: &str, allow_http: bool) -> Result<Url, AppError> {
+    let fail = |reason| AppError::Url {
+        what,
+        input: input.chars().take(200).collect(),
+        reason,
+    };
+    let url = Url::parse(input.trim()).map_err(|_| fail("not an absolute URL"))?;
+    if url.fragment().is_some() {
+        return Err(fail("it must not contain a #fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(fail("it must not contain credentials"));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http || is_loopback_host(&url) => {}
+        "http" => return Err(fail("use https (http is only allowed for localhost)")),
+        _ => return Err(fail("use an http(s) URL")),
+    }
+    if url.host().is_none() {
+        return Err(fail("it has no host"));
+    }
+    Ok(url)
+}
+
+/// A redirect URI as registered by an app. Matching against the one in a request is exact
+/// (the identity provider adds the RFC 8252 loopback port exception).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct RedirectUri(String);
+
+impl RedirectUri {
+    /// https anywhere, http only on loopback (RFC 8252 §7.3), or a private-use scheme for
+    /// native apps (RFC 8252 §7.1: reverse domain name, so it must contain a dot).
+    pub fn parse(input: &str) -> Result<Self, AppError> {
+        let trimmed = input.trim();
+        if let Some((scheme, _)) = trimmed.split_once(':')
+            && scheme.contains('.')
+        {
+            let url = Url::parse(trimmed).map_err(|_| AppError::Url {
+                what: "redirect URI",
+                input: trimmed.chars().take(200).collect(),
+                reason: "not a valid URI",
+            })?;
+            if url.fragment().is_some() {
+                return Err(AppError::Url {
+                    what: "redirect URI",
+                    input: trimmed.chars().take(200).collect(),
+                    reason: "it must not contain a #fragment",
+                });
+            }
+            return Ok(RedirectUri(url.to_string()));
+        }
+        parse_app_url("redirect URI", trimmed, false).map(|u| RedirectUri(u.to_string()))
+    }
+
+    /// Wraps a value read back from storage, where it was validated on the way in.
+    pub fn from_stored(s: String) -> Self {
+        RedirectUri(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An app's own address, where "Launch" takes people.
+pub fn parse_app_home(input: &str) -> Result<Url, AppError> {
+    parse_app_url("app URL", input, false)
+}
+
+/// Where the identity provider POSTs logout tokens. Server-to-server and often inside the
+/// cluster, so plain http is allowed.
+pub fn parse_backchannel_uri(input: &str) -> Result<Url, AppError> {
+    parse_app_url("back-channel logout URI", input, true)
+}
+
+/// A registered app.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct App {
+    pub id: AppId,
+    pub name: AppName,
+    pub display_name: String,
+    pub url: String,
+    pub client_id: ClientId,
+    /// SHA-256 of the client secret; `None` for public clients (native and browser apps that
+    /// cannot keep a secret and must use PKCE instead).
+    #[serde(skip)]
+    pub client_secret_hash: Option<String>,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    pub backchannel_logout_uri: Option<String>,
+    /// The role of people who have no explicit role in this app.
+    pub default_role: Role,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl App {
+    pub fn is_public(&self) -> bool {
+        self.client_secret_hash.is_none()
+    }
+}
+
+/// What an admin provides to register an external app.
+#[derive(Clone, Debug)]
+pub struct NewApp {
+    pub name: AppName,
+    pub display_name: String,
+    pub url: Url,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    pub backchannel_logout_uri: Option<Url>,
+    pub public: bool,
+    pub default_role: Role,
+}
+
+impl NewApp {
+    /// Checks the fields together; each one has already been parsed on its own.
+    pub fn validate(self) -> Result<Self, AppError> {
+        if self.redirect_uris.is_empty() {
+            return Err(AppError::NoRedirectUri);
+        }
+        let d = self.display_name.trim();
+        if d.is_empty() || d.chars().count() > 100 || d.chars().any(char::is_control) {
+            return Err(AppError::DisplayName(
+                "use 1 to 100 characters without control characters",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names() {
+        assert!(AppName::parse("nextcloud").is_ok());
+        assert!(AppName::parse("my-wiki2").is_ok());
+        for bad in ["", "My App", "-x", "x-", "2fa", "wiki_", &"a".repeat(64)] {
+            assert!(AppName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn redirect_uri_rules() {
+        assert!(RedirectUri::parse("https://wiki.example.org/cb?x=1").is_ok());
+        assert!(RedirectUri::parse("http://127.0.0.1:9000/cb").is_ok());
+        assert!(RedirectUri::parse("http://localhost/cb").is_ok());
+        assert!(RedirectUri::parse("http://[::1]:9/cb").is_ok());
+        assert!(RedirectUri::parse("org.example.app:/oauth2redirect").is_ok());
+        let err = RedirectUri::parse("http://wiki.example.org/cb").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid redirect URI \"http://wiki.example.org/cb\": use https (http is only allowed for localhost)"
+        );
+        assert!(RedirectUri::parse("https://x.org/cb#frag").is_err());
+        assert!(RedirectUri::parse("/relative").is_err());
+        assert!(RedirectUri::parse("https://user:pw@x.org/cb").is_err());
+        assert!(RedirectUri::parse("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn backchannel_allows_cluster_http() {
+        assert!(parse_backchannel_uri("http://wiki.stackspin.svc:8080/logout").is_ok());
+        assert!(parse_backchannel_uri("ftp://x.org/").is_err());
+    }
+}

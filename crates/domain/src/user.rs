@@ -1,0 +1,98 @@
+//! People with an account on the platform.
+
+use chrono::{DateTime, Utc};
+use std::fmt;
+use uuid::Uuid;
+
+use crate::{email::Email, password::PasswordHash};
+
+/// A user's stable identifier; also the OpenID Connect `sub` claim, so it never changes,
+/// even when the e-mail address does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct UserId(pub Uuid);
+
+impl UserId {
+    pub fn new_random() -> Self {
+        UserId(Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid name: {0}")]
+pub struct UserNameError(&'static str);
+
+/// A person's display name.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(input: &str) -> Result<Self, UserNameError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(UserNameError("it is empty"));
+        }
+        if s.chars().count() > 200 {
+            return Err(UserNameError("it is longer than 200 characters"));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(UserNameError("it contains control characters"));
+        }
+        Ok(UserName(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A stored user. The password hash is deliberately not serialisable: nothing that prints or
+/// returns a user can leak it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub email: Email,
+    pub name: UserName,
+    #[serde(skip)]
+    pub password_hash: Option<PasswordHash>,
+    pub is_admin: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl User {
+    /// A user without a password cannot log in yet: they were added by an admin and will set
+    /// one through their invitation.
+    pub fn has_password(&self) -> bool {
+        self.password_hash.is_some()
+    }
+}
+
+/// What it takes to create a user.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub email: Email,
+    pub name: UserName,
+    pub password_hash: Option<PasswordHash>,
+    pub is_admin: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_checked() {
+        assert_eq!(UserName::parse("  Ada  ").unwrap().as_str(), "Ada");
+        assert!(UserName::parse("   ").is_err());
+        assert!(UserName::parse("a\u{7}b").is_err());
+        assert!(UserName::parse(&"x".repeat(201)).is_err());
+    }
+}
