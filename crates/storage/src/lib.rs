@@ -1,0 +1,232 @@
+//! Persistence for Stackspin: one [`Store`] over either SQLite (the embedded default) or
+//! PostgreSQL (production, shareable by several server replicas).
+//!
+//! Every query is written once and run against whichever pool is configured (see
+//! [`with_pool!`] and [`in_tx!`]); only the schema differs per backend, in
+//! `migrations/sqlite` and `migrations/postgres`, because the two dialects disagree on types.
+//!
+//! Architecture invariant: this crate speaks domain types at its boundary and converts every
+//! database error into a [`StorageError`]; callers never see sqlx.
+
+mod apps;
+mod error;
+mod setup;
+mod users;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use stackspin_domain::settings::DatabaseUrl;
+
+pub use error::StorageError;
+pub use setup::SetupCredentials;
+pub use users::RoleChange;
+
+/// How long connecting may take before we give up and name the unreachable host.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The SQL that differs between backends inside otherwise shared queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Serialises transactions that change who is an admin or create the first one.
+    /// SQLite write transactions already run one at a time (`BEGIN IMMEDIATE`); PostgreSQL
+    /// replicas take a transaction-scoped advisory lock, so "is this the last admin?" and
+    /// "is the database still empty?" cannot race between two servers.
+    fn admin_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some("SELECT pg_advisory_xact_lock(7317001)"),
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either backend. The body is
+/// compiled once per backend, so it may use any type both drivers encode.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite($pool) => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside a write transaction (`$tx`), committing when the body finishes.
+/// An early `return` or `?` drops the transaction, which rolls it back: an action is saved
+/// whole or not at all. SQLite transactions begin IMMEDIATE so two writers queue on the
+/// busy timeout instead of failing when a read lock is upgraded.
+macro_rules! in_tx {
+    ($store:expr, $tx:ident, $dialect:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite(pool) => {
+                #[allow(unused_variables)]
+                let $dialect = $crate::Dialect::Sqlite;
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::Backend::Postgres(pool) => {
+                #[allow(unused_variables)]
+                let $dialect = $crate::Dialect::Postgres;
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
+pub(crate) use {in_tx, with_pool};
+
+/// Takes the admin lock where the dialect needs one (see [`Dialect::admin_lock`]).
+macro_rules! lock_admins {
+    ($tx:ident, $dialect:ident) => {
+        if let Some(sql) = $dialect.admin_lock() {
+            sqlx::query(sql).execute(&mut *$tx).await?;
+        }
+    };
+}
+pub(crate) use lock_admins;
+
+/// The database behind the control plane. Cheap to clone (it holds a connection pool).
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, creating the SQLite file (and its folder) if needed, and runs migrations.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Store, StorageError> {
+        let backend = match url {
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    create_private_dir(parent).map_err(|e| StorageError::Unreachable {
+                        target: url.target(),
+                        reason: format!("cannot create folder {}: {e}", parent.display()),
+                    })?;
+                }
+                let opts = sqlite_options(SqliteConnectOptions::new().filename(path));
+                Backend::Sqlite(connect_sqlite(url, opts, 8).await?)
+            }
+            DatabaseUrl::SqliteMemory => {
+                // Each in-memory connection is its own database, so the pool holds exactly one.
+                let opts = sqlite_options(SqliteConnectOptions::from_str("sqlite::memory:")?);
+                Backend::Sqlite(connect_sqlite(url, opts, 1).await?)
+            }
+            DatabaseUrl::Postgres(u) => {
+                let opts = PgConnectOptions::from_str(u.as_str()).map_err(|e| {
+                    StorageError::Unreachable {
+                        target: url.target(),
+                        reason: format!("invalid PostgreSQL URL: {e}"),
+                    }
+                })?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect_with(opts);
+                // Belt and braces: a host that swallows packets must not hang start-up.
+                let pool = tokio::time::timeout(CONNECT_TIMEOUT * 2, pool)
+                    .await
+                    .map_err(|_| StorageError::Unreachable {
+                        target: url.target(),
+                        reason: "timed out".into(),
+                    })?
+                    .map_err(|e| StorageError::unreachable(url, &e))?;
+                Backend::Postgres(pool)
+            }
+        };
+        let store = Store { backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StorageError> {
+        // sqlx's migrator takes an advisory lock on PostgreSQL, so replicas starting together
+        // apply each migration exactly once.
+        match &self.backend {
+            Backend::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
+            Backend::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Which backend this store uses ("sqlite" or "postgres").
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        with_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await);
+    }
+}
+
+fn sqlite_options(opts: SqliteConnectOptions) -> SqliteConnectOptions {
+    // WAL lets readers proceed while one writer writes; NORMAL sync is durable across
+    // process crashes in WAL mode and much faster than FULL; the busy timeout makes
+    // concurrent writers wait for each other instead of failing.
+    opts.create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+}
+
+async fn connect_sqlite(
+    url: &DatabaseUrl,
+    opts: SqliteConnectOptions,
+    max: u32,
+) -> Result<SqlitePool, StorageError> {
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(opts)
+        .await
+        .map_err(|e| StorageError::unreachable(url, &e))
+}
+
+/// Creates a folder readable only by its owner: it holds the database and keys.
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+#[cfg(feature = "testing")]
+pub mod testing;

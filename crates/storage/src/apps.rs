@@ -1,0 +1,173 @@
+//! Registered apps (OpenID Connect clients).
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use stackspin_domain::{App, AppId, AppName, ClientId, NewApp, RedirectUri};
+use uuid::Uuid;
+
+use crate::{Store, StorageError, error::on_unique, in_tx, users::parse_role, with_pool};
+
+macro_rules! app_columns {
+    () => {
+        "id, name, display_name, url, client_id, client_secret_hash, redirect_uris, \
+         post_logout_redirect_uris, backchannel_logout_uri, default_role, created_at, updated_at"
+    };
+}
+
+#[derive(FromRow)]
+struct AppRow {
+    id: Uuid,
+    name: String,
+    display_name: String,
+    url: String,
+    client_id: String,
+    client_secret_hash: Option<String>,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    backchannel_logout_uri: Option<String>,
+    default_role: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn decode_uris(app: &str, column: &str, json: &str) -> Result<Vec<RedirectUri>, StorageError> {
+    let list: Vec<String> = serde_json::from_str(json)
+        .map_err(|e| StorageError::Corrupt(format!("app {app}: {column}: {e}")))?;
+    Ok(list.into_iter().map(RedirectUri::from_stored).collect())
+}
+
+fn encode_uris(uris: &[RedirectUri]) -> String {
+    let list: Vec<&str> = uris.iter().map(RedirectUri::as_str).collect();
+    // Serialising a list of strings cannot fail.
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+}
+
+impl AppRow {
+    fn into_app(self) -> Result<App, StorageError> {
+        let name = AppName::parse(&self.name)
+            .map_err(|e| StorageError::Corrupt(format!("app {}: {e}", self.id)))?;
+        Ok(App {
+            redirect_uris: decode_uris(&self.name, "redirect_uris", &self.redirect_uris)?,
+            post_logout_redirect_uris: decode_uris(
+                &self.name,
+                "post_logout_redirect_uris",
+                &self.post_logout_redirect_uris,
+            )?,
+            default_role: parse_role(&self.default_role)?,
+            id: AppId(self.id),
+            name,
+            display_name: self.display_name,
+            url: self.url,
+            client_id: ClientId(self.client_id),
+            client_secret_hash: self.client_secret_hash,
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl Store {
+    /// Registers an app under a client id chosen by the caller. `client_secret_hash` is `None`
+    /// exactly when the app is a public client.
+    pub async fn create_app(
+        &self,
+        new: &NewApp,
+        client_id: ClientId,
+        client_secret_hash: Option<String>,
+    ) -> Result<App, StorageError> {
+        let now = Utc::now();
+        let app = App {
+            id: AppId::new_random(),
+            name: new.name.clone(),
+            display_name: new.display_name.trim().to_owned(),
+            url: new.url.to_string(),
+            client_id,
+            client_secret_hash,
+            redirect_uris: new.redirect_uris.clone(),
+            post_logout_redirect_uris: new.post_logout_redirect_uris.clone(),
+            backchannel_logout_uri: new.backchannel_logout_uri.as_ref().map(|u| u.to_string()),
+            default_role: new.default_role,
+            created_at: now,
+            updated_at: now,
+        };
+        in_tx!(self, tx, _d => {
+            sqlx::query(concat!(
+                "INSERT INTO apps (", app_columns!(), ") \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ))
+            .bind(app.id.0)
+            .bind(app.name.as_str())
+            .bind(&app.display_name)
+            .bind(&app.url)
+            .bind(&app.client_id.0)
+            .bind(app.client_secret_hash.as_deref())
+            .bind(encode_uris(&app.redirect_uris))
+            .bind(encode_uris(&app.post_logout_redirect_uris))
+            .bind(app.backchannel_logout_uri.as_deref())
+            .bind(app.default_role.as_str())
+            .bind(app.created_at)
+            .bind(app.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| on_unique(e, || StorageError::DuplicateApp(app.name.to_string())))?;
+        });
+        Ok(app)
+    }
+
+    /// All apps, ordered by name.
+    pub async fn list_apps(&self) -> Result<Vec<App>, StorageError> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, AppRow>(concat!(
+                "SELECT ", app_columns!(), " FROM apps ORDER BY name"
+            ))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(AppRow::into_app).collect()
+    }
+
+    pub async fn app_by_name(&self, name: &AppName) -> Result<Option<App>, StorageError> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, AppRow>(concat!(
+                "SELECT ", app_columns!(), " FROM apps WHERE name = $1"
+            ))
+            .bind(name.as_str())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(AppRow::into_app).transpose()
+    }
+
+    pub async fn app_by_client_id(&self, client_id: &str) -> Result<Option<App>, StorageError> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, AppRow>(concat!(
+                "SELECT ", app_columns!(), " FROM apps WHERE client_id = $1"
+            ))
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(AppRow::into_app).transpose()
+    }
+
+    /// Removes an app and every role assigned in it.
+    pub async fn remove_app(&self, name: &AppName) -> Result<App, StorageError> {
+        let removed = in_tx!(self, tx, _d => {
+            let app = sqlx::query_as::<_, AppRow>(concat!(
+                "SELECT ", app_columns!(), " FROM apps WHERE name = $1"
+            ))
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StorageError::AppNotFound(name.to_string()))?
+            .into_app()?;
+            sqlx::query("DELETE FROM apps WHERE id = $1")
+                .bind(app.id.0)
+                .execute(&mut *tx)
+                .await?;
+            app
+        });
+        Ok(removed)
+    }
+}

@@ -1,0 +1,278 @@
+//! Users and their per-app roles.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use stackspin_domain::{
+    AppName, Email, NewUser, Role, User, UserId, UserName, password::PasswordHash,
+};
+use uuid::Uuid;
+
+use crate::{Store, StorageError, in_tx, lock_admins, with_pool};
+
+macro_rules! user_columns {
+    () => {
+        "id, email, name, password_hash, is_admin, created_at, updated_at"
+    };
+}
+
+#[derive(FromRow)]
+pub(crate) struct UserRow {
+    id: Uuid,
+    email: String,
+    name: String,
+    password_hash: Option<String>,
+    is_admin: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl UserRow {
+    /// Re-parses stored values so the rest of the system can trust the types; a failure
+    /// means someone wrote to the database behind our back, which we report, not hide.
+    pub(crate) fn into_user(self) -> Result<User, StorageError> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StorageError::Corrupt(format!("user {}: {what}: {e}", self.id))
+        };
+        let email = Email::parse(&self.email).map_err(|e| corrupt("email", &e))?;
+        let name = UserName::parse(&self.name).map_err(|e| corrupt("name", &e))?;
+        let password_hash = match self.password_hash.clone() {
+            Some(h) => Some(PasswordHash::from_phc(h).map_err(|e| corrupt("password hash", &e))?),
+            None => None,
+        };
+        Ok(User {
+            id: UserId(self.id),
+            email,
+            name,
+            password_hash,
+            is_admin: self.is_admin,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// The result of changing someone's role in one app, so callers can act on the change
+/// (the identity provider ends the person's session in that app).
+#[derive(Clone, Debug)]
+pub struct RoleChange {
+    pub user: User,
+    pub app: AppName,
+    pub previous: Role,
+    pub role: Role,
+}
+
+impl Store {
+    /// Adds a user. Fails with [`StorageError::DuplicateEmail`] if the address is taken in
+    /// any capitalisation.
+    pub async fn create_user(&self, new: &NewUser) -> Result<User, StorageError> {
+        let now = Utc::now();
+        let user = User {
+            id: UserId::new_random(),
+            email: new.email.clone(),
+            name: new.name.clone(),
+            password_hash: new.password_hash.clone(),
+            is_admin: new.is_admin,
+            created_at: now,
+            updated_at: now,
+        };
+        in_tx!(self, tx, _d => {
+            insert_user!(&mut *tx, &user);
+        });
+        Ok(user)
+    }
+
+    pub async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StorageError> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, UserRow>(concat!(
+                "SELECT ", user_columns!(), " FROM users WHERE lower(email) = $1"
+            ))
+            .bind(email.normalized())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(UserRow::into_user).transpose()
+    }
+
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StorageError> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, UserRow>(concat!(
+                "SELECT ", user_columns!(), " FROM users WHERE id = $1"
+            ))
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(UserRow::into_user).transpose()
+    }
+
+    /// All users, ordered by e-mail address.
+    pub async fn list_users(&self) -> Result<Vec<User>, StorageError> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, UserRow>(concat!(
+                "SELECT ", user_columns!(), " FROM users ORDER BY lower(email), id"
+            ))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(UserRow::into_user).collect()
+    }
+
+    pub async fn count_users(&self) -> Result<u64, StorageError> {
+        let n: i64 = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?
+        });
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    /// Deletes a user and their roles. Refuses to delete the last admin, so the platform can
+    /// always be managed.
+    pub async fn delete_user(&self, email: &Email) -> Result<User, StorageError> {
+        let deleted = in_tx!(self, tx, d => {
+            lock_admins!(tx, d);
+            let user = sqlx::query_as::<_, UserRow>(concat!(
+                "SELECT ", user_columns!(), " FROM users WHERE lower(email) = $1"
+            ))
+            .bind(email.normalized())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StorageError::UserNotFound(email.to_string()))?
+            .into_user()?;
+            if user.is_admin {
+                let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_admin")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if admins <= 1 {
+                    return Err(StorageError::LastAdmin(user.email.to_string()));
+                }
+            }
+            sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(user.id.0)
+                .execute(&mut *tx)
+                .await?;
+            user
+        });
+        Ok(deleted)
+    }
+
+    /// Replaces a user's password hash (after a reset, or a rehash with new parameters).
+    pub async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+    ) -> Result<(), StorageError> {
+        let done = with_pool!(self, pool => {
+            sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                .bind(hash.as_phc())
+                .bind(Utc::now())
+                .bind(id.0)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if done == 0 {
+            return Err(StorageError::UserNotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Sets a user's role in one app, returning what it was before (the app's default role
+    /// if it had never been set).
+    pub async fn set_role(
+        &self,
+        email: &Email,
+        app: &AppName,
+        role: Role,
+    ) -> Result<RoleChange, StorageError> {
+        let change = in_tx!(self, tx, _d => {
+            let user = sqlx::query_as::<_, UserRow>(concat!(
+                "SELECT ", user_columns!(), " FROM users WHERE lower(email) = $1"
+            ))
+            .bind(email.normalized())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StorageError::UserNotFound(email.to_string()))?
+            .into_user()?;
+            let (app_id, previous): (Uuid, String) = sqlx::query_as(
+                "SELECT a.id, COALESCE(r.role, a.default_role) FROM apps a \
+                 LEFT JOIN user_app_roles r ON r.app_id = a.id AND r.user_id = $1 \
+                 WHERE a.name = $2",
+            )
+            .bind(user.id.0)
+            .bind(app.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StorageError::AppNotFound(app.to_string()))?;
+            sqlx::query(
+                "INSERT INTO user_app_roles (user_id, app_id, role, updated_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, app_id) \
+                 DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at",
+            )
+            .bind(user.id.0)
+            .bind(app_id)
+            .bind(role.as_str())
+            .bind(Utc::now())
+            .execute(&mut *tx)
+            .await?;
+            RoleChange {
+                previous: parse_role(&previous)?,
+                user,
+                app: app.clone(),
+                role,
+            }
+        });
+        Ok(change)
+    }
+
+    /// The user's effective role in every registered app (explicit role, else the app's
+    /// default), ordered by app name.
+    pub async fn roles_of(&self, id: UserId) -> Result<Vec<(AppName, Role)>, StorageError> {
+        let rows: Vec<(String, String)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT a.name, COALESCE(r.role, a.default_role) FROM apps a \
+                 LEFT JOIN user_app_roles r ON r.app_id = a.id AND r.user_id = $1 \
+                 ORDER BY a.name",
+            )
+            .bind(id.0)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(name, role)| {
+                let name = AppName::parse(&name)
+                    .map_err(|e| StorageError::Corrupt(format!("app name: {e}")))?;
+                Ok((name, parse_role(&role)?))
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn parse_role(s: &str) -> Result<Role, StorageError> {
+    s.parse()
+        .map_err(|e| StorageError::Corrupt(format!("role: {e}")))
+}
+
+/// Inserts a user inside a caller's transaction (a macro so it compiles for both backends).
+macro_rules! insert_user {
+    ($exec:expr, $user:expr) => {{
+        let user: &stackspin_domain::User = $user;
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, is_admin, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(user.id.0)
+        .bind(user.email.as_str())
+        .bind(user.name.as_str())
+        .bind(user.password_hash.as_ref().map(|h| h.as_phc()))
+        .bind(user.is_admin)
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .execute($exec)
+        .await
+        .map_err(|e| {
+            $crate::error::on_unique(e, || {
+                $crate::StorageError::DuplicateEmail(user.email.to_string())
+            })
+        })?;
+    }};
+}
+pub(crate) use insert_user;

@@ -1,0 +1,425 @@
+//! The storage story: every test here runs against SQLite and PostgreSQL (see the
+//! `on_both_backends!` list at the bottom), so both backends keep the same behaviour.
+#![allow(clippy::unwrap_used)]
+
+use stackspin_domain::{
+    AppName, Email, NewApp, NewUser, RedirectUri, Role, UserName, app::parse_app_home,
+    password::{HashParams, Password},
+};
+use stackspin_storage::{Store, StorageError, testing::TestDb};
+
+fn email(s: &str) -> Email {
+    Email::parse(s).unwrap()
+}
+
+fn new_user(addr: &str, admin: bool) -> NewUser {
+    NewUser {
+        email: email(addr),
+        name: UserName::parse("Test Person").unwrap(),
+        password_hash: None,
+        is_admin: admin,
+    }
+}
+
+fn new_app(name: &str) -> NewApp {
+    NewApp {
+        name: AppName::parse(name).unwrap(),
+        display_name: name.to_uppercase(),
+        url: parse_app_home(&format!("https://{name}.example.org")).unwrap(),
+        redirect_uris: vec![
+            RedirectUri::parse(&format!("https://{name}.example.org/cb")).unwrap(),
+        ],
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
+        public: false,
+        default_role: Role::User,
+    }
+}
+
+async fn users_are_unique_by_case_insensitive_email(store: &Store) {
+    let ada = store
+        .create_user(&new_user("Ada@Example.org", false))
+        .await
+        .unwrap();
+    let err = store
+        .create_user(&new_user("ada@EXAMPLE.org", false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::DuplicateEmail(_)),
+        "got {err:?}"
+    );
+    let found = store
+        .user_by_email(&email("ADA@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, ada.id);
+    assert_eq!(found.email.as_str(), "Ada@example.org");
+    assert_eq!(store.count_users().await.unwrap(), 1);
+    assert!(
+        store
+            .user_by_email(&email("nobody@example.org"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn users_round_trip_every_field(store: &Store) {
+    let params = HashParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let hash = params
+        .hash(&Password::new("a sufficiently long one").unwrap())
+        .unwrap();
+    let mut new = new_user("grace@example.org", true);
+    new.password_hash = Some(hash.clone());
+    let created = store.create_user(&new).await.unwrap();
+    let read = store.user_by_id(created.id).await.unwrap().unwrap();
+    assert_eq!(read.email, created.email);
+    assert_eq!(read.name, created.name);
+    assert!(read.is_admin);
+    assert_eq!(read.password_hash, Some(hash));
+    // Timestamps survive to the microsecond on both backends.
+    assert_eq!(
+        read.created_at.timestamp_micros(),
+        created.created_at.timestamp_micros()
+    );
+    let other = params
+        .hash(&Password::new("another long password").unwrap())
+        .unwrap();
+    store.set_password_hash(created.id, &other).await.unwrap();
+    let read = store.user_by_id(created.id).await.unwrap().unwrap();
+    assert_eq!(read.password_hash, Some(other));
+}
+
+async fn list_is_ordered_and_delete_removes(store: &Store) {
+    for addr in ["carol@example.org", "Alice@example.org", "bob@example.org"] {
+        store.create_user(&new_user(addr, false)).await.unwrap();
+    }
+    let listed: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email.to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        ["Alice@example.org", "bob@example.org", "carol@example.org"]
+    );
+    let gone = store.delete_user(&email("BOB@example.org")).await.unwrap();
+    assert_eq!(gone.email.as_str(), "bob@example.org");
+    assert_eq!(store.count_users().await.unwrap(), 2);
+    let err = store
+        .delete_user(&email("bob@example.org"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::UserNotFound(_)), "got {err:?}");
+}
+
+async fn the_last_admin_cannot_be_deleted(store: &Store) {
+    let first = store
+        .create_user(&new_user("first@example.org", true))
+        .await
+        .unwrap();
+    let err = store.delete_user(&first.email).await.unwrap_err();
+    assert!(matches!(err, StorageError::LastAdmin(_)), "got {err:?}");
+    assert_eq!(
+        err.to_string(),
+        "first@example.org is the last admin: make someone else an admin first"
+    );
+    store
+        .create_user(&new_user("second@example.org", true))
+        .await
+        .unwrap();
+    store.delete_user(&first.email).await.unwrap();
+    assert!(store.user_by_id(first.id).await.unwrap().is_none());
+}
+
+async fn bootstrap_creates_the_first_admin_once(store: &Store) {
+    let created = store
+        .bootstrap_admin(&new_user("admin@example.org", true), "setup-pass-123456")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(created.is_admin);
+    let again = store
+        .bootstrap_admin(&new_user("other@example.org", true), "x")
+        .await
+        .unwrap();
+    assert!(again.is_none());
+    let creds = store.setup_credentials().await.unwrap().unwrap();
+    assert_eq!(creds.email.as_str(), "admin@example.org");
+    assert_eq!(creds.password, "setup-pass-123456");
+    assert_eq!(creds.user_id, created.id);
+    assert!(!format!("{creds:?}").contains("setup-pass"));
+    assert_eq!(store.count_users().await.unwrap(), 1);
+}
+
+async fn concurrent_bootstraps_create_exactly_one_admin(store: &Store) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .bootstrap_admin(&new_user(&format!("admin{i}@example.org"), true), "pw")
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap().is_some() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(store.count_users().await.unwrap(), 1);
+}
+
+async fn concurrent_writers_all_succeed(store: &Store) {
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_user(&new_user(&format!("user{i}@example.org"), false))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    // The same address from many writers at once: exactly one wins, the rest see a conflict.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_user(&new_user("same@example.org", false))
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StorageError::DuplicateEmail(_)) => {}
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(store.count_users().await.unwrap(), 25);
+}
+
+async fn apps_register_list_and_remove(store: &Store) {
+    let app = store
+        .create_app(
+            &new_app("wiki"),
+            stackspin_domain::ClientId("cid-wiki".into()),
+            Some("hash".into()),
+        )
+        .await
+        .unwrap();
+    assert!(!app.is_public());
+    let err = store
+        .create_app(
+            &new_app("wiki"),
+            stackspin_domain::ClientId("cid-2".into()),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::DuplicateApp(_)), "got {err:?}");
+    let mut public = new_app("notes");
+    public.post_logout_redirect_uris =
+        vec![RedirectUri::parse("https://notes.example.org/bye").unwrap()];
+    public.backchannel_logout_uri =
+        Some(url::Url::parse("http://notes.svc:8080/bcl").unwrap());
+    store
+        .create_app(&public, stackspin_domain::ClientId("cid-notes".into()), None)
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .list_apps()
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.name.to_string())
+        .collect();
+    assert_eq!(names, ["notes", "wiki"]);
+    let notes = store.app_by_client_id("cid-notes").await.unwrap().unwrap();
+    assert!(notes.is_public());
+    assert_eq!(
+        notes.post_logout_redirect_uris[0].as_str(),
+        "https://notes.example.org/bye"
+    );
+    assert_eq!(
+        notes.backchannel_logout_uri.as_deref(),
+        Some("http://notes.svc:8080/bcl")
+    );
+    assert_eq!(notes.redirect_uris[0].as_str(), "https://notes.example.org/cb");
+    store
+        .remove_app(&AppName::parse("wiki").unwrap())
+        .await
+        .unwrap();
+    let err = store
+        .remove_app(&AppName::parse("wiki").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::AppNotFound(_)), "got {err:?}");
+    assert!(
+        store
+            .app_by_name(&AppName::parse("wiki").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn roles_default_change_and_cascade(store: &Store) {
+    let user = store
+        .create_user(&new_user("dana@example.org", false))
+        .await
+        .unwrap();
+    let mut locked = new_app("payroll");
+    locked.default_role = Role::None;
+    store
+        .create_app(&locked, stackspin_domain::ClientId("c1".into()), None)
+        .await
+        .unwrap();
+    store
+        .create_app(&new_app("chat"), stackspin_domain::ClientId("c2".into()), None)
+        .await
+        .unwrap();
+    let chat = AppName::parse("chat").unwrap();
+    let roles = store.roles_of(user.id).await.unwrap();
+    assert_eq!(
+        roles,
+        [
+            (chat.clone(), Role::User),
+            (AppName::parse("payroll").unwrap(), Role::None)
+        ]
+    );
+    let change = store.set_role(&user.email, &chat, Role::Admin).await.unwrap();
+    assert_eq!((change.previous, change.role), (Role::User, Role::Admin));
+    let change = store.set_role(&user.email, &chat, Role::None).await.unwrap();
+    assert_eq!((change.previous, change.role), (Role::Admin, Role::None));
+    assert_eq!(store.roles_of(user.id).await.unwrap()[0], (chat.clone(), Role::None));
+
+    let err = store
+        .set_role(&user.email, &AppName::parse("nope").unwrap(), Role::User)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::AppNotFound(_)), "got {err:?}");
+    let err = store
+        .set_role(&email("ghost@example.org"), &chat, Role::User)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::UserNotFound(_)), "got {err:?}");
+
+    // Removing the app removes its roles; re-registering starts from the default again.
+    store.remove_app(&chat).await.unwrap();
+    store
+        .create_app(&new_app("chat"), stackspin_domain::ClientId("c3".into()), None)
+        .await
+        .unwrap();
+    assert_eq!(store.roles_of(user.id).await.unwrap()[0], (chat, Role::User));
+}
+
+async fn ping_and_backend(store: &Store) {
+    store.ping().await.unwrap();
+    assert!(["sqlite", "postgres"].contains(&store.backend_name()));
+}
+
+macro_rules! on_both_backends {
+    ($($story:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$story(&db.store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() {
+                    let db = super::TestDb::postgres().await;
+                    assert_eq!(db.store.backend_name(), "postgres");
+                    super::$story(&db.store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    users_are_unique_by_case_insensitive_email,
+    users_round_trip_every_field,
+    list_is_ordered_and_delete_removes,
+    the_last_admin_cannot_be_deleted,
+    bootstrap_creates_the_first_admin_once,
+    concurrent_bootstraps_create_exactly_one_admin,
+    concurrent_writers_all_succeed,
+    apps_register_list_and_remove,
+    roles_default_change_and_cascade,
+    ping_and_backend,
+);
+
+#[tokio::test]
+async fn migrations_are_idempotent_across_restarts() {
+    let (url, _dir) = stackspin_storage::testing::fresh_sqlite_url();
+    let store = Store::connect(&url).await.unwrap();
+    store
+        .create_user(&new_user("keep@example.org", false))
+        .await
+        .unwrap();
+    store.close().await;
+    let again = Store::connect(&url).await.unwrap();
+    assert_eq!(again.count_users().await.unwrap(), 1);
+
+    let pg = stackspin_storage::testing::fresh_postgres_url().await;
+    let a = Store::connect(&pg).await.unwrap();
+    let b = Store::connect(&pg).await.unwrap();
+    a.create_user(&new_user("keep@example.org", false))
+        .await
+        .unwrap();
+    assert_eq!(b.count_users().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn unreachable_postgres_fails_fast_and_names_the_host() {
+    let url = stackspin_domain::settings::DatabaseUrl::parse(
+        "postgres://stackspin:hunter2@127.0.0.1:1/stackspin",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = Store::connect(&url).await.unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(12));
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("cannot reach the database at 127.0.0.1:1"),
+        "{msg}"
+    );
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(err.is_unavailable());
+}
+
+#[tokio::test]
+async fn unwritable_sqlite_location_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let url = stackspin_domain::settings::DatabaseUrl::Sqlite(file.join("db.sqlite"));
+    let msg = Store::connect(&url).await.unwrap_err().to_string();
+    assert!(msg.starts_with("cannot reach the database at"), "{msg}");
+}
