@@ -1,0 +1,146 @@
+//! The control plane over a real socket: probes, metrics, headers.
+#![allow(clippy::unwrap_used)]
+
+use stackspin_domain::settings::{RawSettings, Settings};
+use stackspin_storage::{Store, testing::TestDb};
+use stackspin_web::Application;
+
+struct TestApp {
+    base: String,
+    store: Store,
+    _db: TestDb,
+    client: reqwest::Client,
+}
+
+/// Starts an application on a random loopback port with a fresh SQLite database.
+async fn spawn_app() -> TestApp {
+    let db = TestDb::sqlite().await;
+    let settings = Settings::resolve(RawSettings {
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let app = Application::build(&settings, db.store.clone()).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    assert_eq!(app.public_url().as_str(), base);
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        base,
+        store: db.store.clone(),
+        _db: db,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_ok() {
+    let app = spawn_app().await;
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok\n");
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn readyz_is_503_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    app.store.close().await;
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.text().await.unwrap(), "database unavailable\n");
+    // Liveness does not depend on the database: restarting would not help.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        app.get("/healthz").await;
+    }
+    app.get("/no/such/page").await;
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    let line = body
+        .lines()
+        .find(|l| {
+            l.starts_with("stackspin_http_requests_total{")
+                && l.contains("route=\"/healthz\"")
+                && l.contains("status=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no healthz counter in:\n{body}"));
+    assert!(line.ends_with(" 3"), "{line}");
+    assert!(
+        body.lines()
+            .any(|l| l.contains("route=\"unmatched\"") && l.contains("status=\"404\"")),
+        "{body}"
+    );
+    assert!(body.contains("# TYPE stackspin_http_request_duration_seconds histogram"));
+    assert!(body.contains("stackspin_http_request_duration_seconds_bucket{"));
+    assert!(!body.contains("/no/such/page"));
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let app = spawn_app().await;
+    let r = app.get("/").await;
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Stackspin control plane"), "{html}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_stops_the_server() {
+    let db = TestDb::sqlite().await;
+    let settings = Settings::resolve(RawSettings {
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let app = Application::build(&settings, db.store.clone()).await.unwrap();
+    let addr = app.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    let url = format!("http://{addr}/healthz");
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+    tx.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("server stops within 5 s")
+        .unwrap()
+        .unwrap();
+    assert!(reqwest::get(&url).await.is_err());
+}
+
+#[tokio::test]
+async fn binding_a_taken_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let db = TestDb::sqlite().await;
+    let settings = Settings::resolve(RawSettings {
+        listen: Some(taken.local_addr().unwrap().to_string()),
+        ..Default::default()
+    })
+    .unwrap();
+    let err = Application::build(&settings, db.store.clone())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.starts_with("cannot listen on 127.0.0.1:"), "{err}");
+}
