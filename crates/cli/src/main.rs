@@ -1,1 +1,94 @@
-fn main(){}
+//! `stackspin`: runs the control plane and administers it.
+//!
+//! Errors leave through `main` as one line on stderr and exit code 1; clap handles usage
+//! errors (exit code 2) and `--help` before any configuration or database is touched.
+
+mod apps;
+mod cli;
+mod credentials;
+mod output;
+mod serve;
+mod settings;
+mod users;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use stackspin_domain::settings::{DatabaseUrl, LogFormat, Settings};
+use stackspin_storage::Store;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One TLS provider for the whole process (aws-lc-rs); failing means one was installed
+    // already, which is fine.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` joins the causes with ": "; a cause with a line break of its own must not
+            // break the one-line contract.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let serve_args = match &cli.command {
+        Command::Serve(args) => Some(args),
+        _ => None,
+    };
+    let settings = settings::load(&cli.global, serve_args)?;
+    init_logging(settings.log_format, serve_args.is_some());
+    let json = cli.global.json;
+    match cli.command {
+        Command::Serve(_) => serve::run(settings).await,
+        Command::AdminCredentials => credentials::run(&settings, json).await,
+        Command::User(cmd) => users::run(&settings, cmd, json).await,
+        Command::App(cmd) => apps::run(&settings, cmd, json).await,
+    }
+}
+
+/// Logs go to stderr so stdout carries only command output (and `--json` stays parseable).
+/// `serve` logs at info by default, the admin commands only warnings; `RUST_LOG` overrides.
+fn init_logging(format: LogFormat, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Opens the configured database for an admin command. Unlike `serve`, an admin command does
+/// not create a missing SQLite database: a typo in --data-dir should say so, not quietly make
+/// an empty one.
+async fn open_existing_store(settings: &Settings) -> Result<Store> {
+    if let DatabaseUrl::Sqlite(path) = &settings.database
+        && !path.exists()
+    {
+        bail!(
+            "no database at {}: run `stackspin serve` first, or pass --data-dir or --database-url",
+            path.display()
+        );
+    }
+    Ok(Store::connect(&settings.database).await?)
+}

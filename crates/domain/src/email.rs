@@ -45,7 +45,9 @@ impl Email {
             .chars()
             .all(|c| c.is_ascii_graphic() && !"@<>()[]\\,;:\"".contains(c))
         {
-            return Err(fail("the part before '@' has characters not allowed in an address"));
+            return Err(fail(
+                "the part before '@' has characters not allowed in an address",
+            ));
         }
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
             return Err(fail("the part before '@' has a misplaced dot"));

@@ -166,8 +166,14 @@ mod tests {
         let p = Password::new("correct horse battery").unwrap();
         let h = cheap().hash(&p).unwrap();
         assert!(h.as_phc().starts_with("$argon2id$"));
-        assert_eq!(cheap().verify("correct horse battery", &h), Verification::Match);
-        assert_eq!(cheap().verify("wrong horse battery", &h), Verification::Mismatch);
+        assert_eq!(
+            cheap().verify("correct horse battery", &h),
+            Verification::Match
+        );
+        assert_eq!(
+            cheap().verify("wrong horse battery", &h),
+            Verification::Mismatch
+        );
     }
 
     #[test]

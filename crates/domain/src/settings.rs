@@ -293,7 +293,11 @@ impl Settings {
                 "expected IP:PORT such as 127.0.0.1:8080",
             )
         })?;
-        let public_url = raw.public_url.as_deref().map(PublicUrl::parse).transpose()?;
+        let public_url = raw
+            .public_url
+            .as_deref()
+            .map(PublicUrl::parse)
+            .transpose()?;
         let data_dir = raw
             .data_dir
             .unwrap_or_else(|| PathBuf::from(Self::DEFAULT_DATA_DIR));
@@ -355,9 +359,8 @@ mod tests {
             data_dir: Some("/srv/a".into()),
             ..Default::default()
         };
-        let env = RawSettings::from_env(|v| {
-            (v == "STACKSPIN_LISTEN").then(|| "127.0.0.1:2".to_owned())
-        });
+        let env =
+            RawSettings::from_env(|v| (v == "STACKSPIN_LISTEN").then(|| "127.0.0.1:2".to_owned()));
         let flags = RawSettings {
             data_dir: Some("/srv/b".into()),
             ..Default::default()
@@ -418,14 +421,18 @@ mod tests {
         let pg = DatabaseUrl::parse("postgres://u:hunter2@db.internal:6543/s").unwrap();
         assert_eq!(pg.target(), "db.internal:6543");
         assert!(!pg.to_string().contains("hunter2"));
-        let err = DatabaseUrl::parse("mysql://u:hunter2@h/d").unwrap_err().to_string();
+        let err = DatabaseUrl::parse("mysql://u:hunter2@h/d")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
     fn public_url_is_normalised() {
         assert_eq!(
-            PublicUrl::parse("https://sso.example.org/").unwrap().as_str(),
+            PublicUrl::parse("https://sso.example.org/")
+                .unwrap()
+                .as_str(),
             "https://sso.example.org"
         );
         assert_eq!(

@@ -5,7 +5,7 @@ use sqlx::FromRow;
 use stackspin_domain::{App, AppId, AppName, ClientId, NewApp, RedirectUri};
 use uuid::Uuid;
 
-use crate::{Store, StorageError, error::on_unique, in_tx, users::parse_role, with_pool};
+use crate::{StorageError, Store, error::on_unique, in_tx, users::parse_role, with_pool};
 
 macro_rules! app_columns {
     () => {

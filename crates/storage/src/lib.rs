@@ -16,7 +16,7 @@ mod users;
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
-    PgPool, SqlitePool,
+    Connection, PgConnection, PgPool, SqlitePool,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -140,17 +140,22 @@ impl Store {
                         reason: format!("invalid PostgreSQL URL: {e}"),
                     }
                 })?;
+                // One direct attempt first: the pool retries until its timeout and then
+                // reports only "timed out", hiding "connection refused" or a bad password.
+                let probe =
+                    tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts))
+                        .await
+                        .map_err(|_| StorageError::Unreachable {
+                            target: url.target(),
+                            reason: "timed out".into(),
+                        })?
+                        .map_err(|e| StorageError::unreachable(url, &e))?;
+                let _ = probe.close().await;
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(CONNECT_TIMEOUT)
-                    .connect_with(opts);
-                // Belt and braces: a host that swallows packets must not hang start-up.
-                let pool = tokio::time::timeout(CONNECT_TIMEOUT * 2, pool)
+                    .connect_with(opts)
                     .await
-                    .map_err(|_| StorageError::Unreachable {
-                        target: url.target(),
-                        reason: "timed out".into(),
-                    })?
                     .map_err(|e| StorageError::unreachable(url, &e))?;
                 Backend::Postgres(pool)
             }

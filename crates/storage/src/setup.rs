@@ -9,7 +9,7 @@ use stackspin_domain::{Email, NewUser, User, UserId};
 use std::fmt;
 use uuid::Uuid;
 
-use crate::{Store, StorageError, in_tx, lock_admins, users::insert_user, with_pool};
+use crate::{StorageError, Store, in_tx, lock_admins, users::insert_user, with_pool};
 
 #[derive(Clone)]
 pub struct SetupCredentials {

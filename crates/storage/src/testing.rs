@@ -18,7 +18,9 @@ pub struct TestDb {
 impl TestDb {
     pub async fn sqlite() -> TestDb {
         let (url, dir) = fresh_sqlite_url();
-        let store = Store::connect(&url).await.expect("open SQLite test database");
+        let store = Store::connect(&url)
+            .await
+            .expect("open SQLite test database");
         TestDb {
             store,
             url,
@@ -28,7 +30,9 @@ impl TestDb {
 
     pub async fn postgres() -> TestDb {
         let url = fresh_postgres_url().await;
-        let store = Store::connect(&url).await.expect("open PostgreSQL test database");
+        let store = Store::connect(&url)
+            .await
+            .expect("open PostgreSQL test database");
         TestDb {
             store,
             url,

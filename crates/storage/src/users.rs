@@ -7,7 +7,7 @@ use stackspin_domain::{
 };
 use uuid::Uuid;
 
-use crate::{Store, StorageError, in_tx, lock_admins, with_pool};
+use crate::{StorageError, Store, in_tx, lock_admins, with_pool};
 
 macro_rules! user_columns {
     () => {

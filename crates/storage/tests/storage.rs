@@ -3,10 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 use stackspin_domain::{
-    AppName, Email, NewApp, NewUser, RedirectUri, Role, UserName, app::parse_app_home,
+    AppName, Email, NewApp, NewUser, RedirectUri, Role, UserName,
+    app::parse_app_home,
     password::{HashParams, Password},
 };
-use stackspin_storage::{Store, StorageError, testing::TestDb};
+use stackspin_storage::{StorageError, Store, testing::TestDb};
 
 fn email(s: &str) -> Email {
     Email::parse(s).unwrap()
@@ -26,9 +27,7 @@ fn new_app(name: &str) -> NewApp {
         name: AppName::parse(name).unwrap(),
         display_name: name.to_uppercase(),
         url: parse_app_home(&format!("https://{name}.example.org")).unwrap(),
-        redirect_uris: vec![
-            RedirectUri::parse(&format!("https://{name}.example.org/cb")).unwrap(),
-        ],
+        redirect_uris: vec![RedirectUri::parse(&format!("https://{name}.example.org/cb")).unwrap()],
         post_logout_redirect_uris: vec![],
         backchannel_logout_uri: None,
         public: false,
@@ -240,10 +239,13 @@ async fn apps_register_list_and_remove(store: &Store) {
     let mut public = new_app("notes");
     public.post_logout_redirect_uris =
         vec![RedirectUri::parse("https://notes.example.org/bye").unwrap()];
-    public.backchannel_logout_uri =
-        Some(url::Url::parse("http://notes.svc:8080/bcl").unwrap());
+    public.backchannel_logout_uri = Some(url::Url::parse("http://notes.svc:8080/bcl").unwrap());
     store
-        .create_app(&public, stackspin_domain::ClientId("cid-notes".into()), None)
+        .create_app(
+            &public,
+            stackspin_domain::ClientId("cid-notes".into()),
+            None,
+        )
         .await
         .unwrap();
     let names: Vec<String> = store
@@ -264,7 +266,10 @@ async fn apps_register_list_and_remove(store: &Store) {
         notes.backchannel_logout_uri.as_deref(),
         Some("http://notes.svc:8080/bcl")
     );
-    assert_eq!(notes.redirect_uris[0].as_str(), "https://notes.example.org/cb");
+    assert_eq!(
+        notes.redirect_uris[0].as_str(),
+        "https://notes.example.org/cb"
+    );
     store
         .remove_app(&AppName::parse("wiki").unwrap())
         .await
@@ -295,7 +300,11 @@ async fn roles_default_change_and_cascade(store: &Store) {
         .await
         .unwrap();
     store
-        .create_app(&new_app("chat"), stackspin_domain::ClientId("c2".into()), None)
+        .create_app(
+            &new_app("chat"),
+            stackspin_domain::ClientId("c2".into()),
+            None,
+        )
         .await
         .unwrap();
     let chat = AppName::parse("chat").unwrap();
@@ -307,11 +316,20 @@ async fn roles_default_change_and_cascade(store: &Store) {
             (AppName::parse("payroll").unwrap(), Role::None)
         ]
     );
-    let change = store.set_role(&user.email, &chat, Role::Admin).await.unwrap();
+    let change = store
+        .set_role(&user.email, &chat, Role::Admin)
+        .await
+        .unwrap();
     assert_eq!((change.previous, change.role), (Role::User, Role::Admin));
-    let change = store.set_role(&user.email, &chat, Role::None).await.unwrap();
+    let change = store
+        .set_role(&user.email, &chat, Role::None)
+        .await
+        .unwrap();
     assert_eq!((change.previous, change.role), (Role::Admin, Role::None));
-    assert_eq!(store.roles_of(user.id).await.unwrap()[0], (chat.clone(), Role::None));
+    assert_eq!(
+        store.roles_of(user.id).await.unwrap()[0],
+        (chat.clone(), Role::None)
+    );
 
     let err = store
         .set_role(&user.email, &AppName::parse("nope").unwrap(), Role::User)
@@ -327,10 +345,17 @@ async fn roles_default_change_and_cascade(store: &Store) {
     // Removing the app removes its roles; re-registering starts from the default again.
     store.remove_app(&chat).await.unwrap();
     store
-        .create_app(&new_app("chat"), stackspin_domain::ClientId("c3".into()), None)
+        .create_app(
+            &new_app("chat"),
+            stackspin_domain::ClientId("c3".into()),
+            None,
+        )
         .await
         .unwrap();
-    assert_eq!(store.roles_of(user.id).await.unwrap()[0], (chat, Role::User));
+    assert_eq!(
+        store.roles_of(user.id).await.unwrap()[0],
+        (chat, Role::User)
+    );
 }
 
 async fn ping_and_backend(store: &Store) {

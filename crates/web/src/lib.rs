@@ -92,12 +92,13 @@ impl Application {
     /// Binds the listener and assembles the router. Binding here, rather than in `run`, lets
     /// callers learn the real port (tests listen on port 0) before serving.
     pub async fn build(settings: &Settings, store: Store) -> Result<Application, WebError> {
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| WebError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| WebError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
         let local_addr = listener.local_addr().map_err(|source| WebError::Bind {
             addr: settings.listen,
             source,

@@ -20,7 +20,9 @@ async fn spawn_app() -> TestApp {
         ..Default::default()
     })
     .unwrap();
-    let app = Application::build(&settings, db.store.clone()).await.unwrap();
+    let app = Application::build(&settings, db.store.clone())
+        .await
+        .unwrap();
     let base = format!("http://{}", app.local_addr());
     assert_eq!(app.public_url().as_str(), base);
     tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -96,7 +98,10 @@ async fn pages_carry_security_headers() {
     let app = spawn_app().await;
     let r = app.get("/").await;
     assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     let html = r.text().await.unwrap();
@@ -111,7 +116,9 @@ async fn graceful_shutdown_stops_the_server() {
         ..Default::default()
     })
     .unwrap();
-    let app = Application::build(&settings, db.store.clone()).await.unwrap();
+    let app = Application::build(&settings, db.store.clone())
+        .await
+        .unwrap();
     let addr = app.local_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {

@@ -1,0 +1,157 @@
+//! `stackspin app ...`: registering external apps for single sign-on.
+
+use anyhow::Result;
+use serde::Serialize;
+use stackspin_domain::{
+    App, AppName, ClientId, NewApp, RedirectUri, Role,
+    app::{parse_app_home, parse_backchannel_uri},
+    secret::{hash_secret, new_client_id, new_client_secret},
+    settings::Settings,
+};
+
+use crate::{cli::AppCommand, open_existing_store, output};
+
+#[derive(Serialize)]
+struct AppView<'a> {
+    name: &'a str,
+    display_name: &'a str,
+    url: &'a str,
+    client_id: &'a str,
+    public: bool,
+    redirect_uris: Vec<&'a str>,
+    post_logout_redirect_uris: Vec<&'a str>,
+    backchannel_logout_uri: Option<&'a str>,
+    default_role: Role,
+    created_at: String,
+}
+
+impl<'a> From<&'a App> for AppView<'a> {
+    fn from(a: &'a App) -> Self {
+        AppView {
+            name: a.name.as_str(),
+            display_name: &a.display_name,
+            url: &a.url,
+            client_id: &a.client_id.0,
+            public: a.is_public(),
+            redirect_uris: a.redirect_uris.iter().map(RedirectUri::as_str).collect(),
+            post_logout_redirect_uris: a
+                .post_logout_redirect_uris
+                .iter()
+                .map(RedirectUri::as_str)
+                .collect(),
+            backchannel_logout_uri: a.backchannel_logout_uri.as_deref(),
+            default_role: a.default_role,
+            created_at: a.created_at.to_rfc3339(),
+        }
+    }
+}
+
+pub async fn run(settings: &Settings, cmd: AppCommand, json: bool) -> Result<()> {
+    match cmd {
+        AppCommand::Register {
+            name,
+            url,
+            redirect_uris,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
+            public,
+            display_name,
+            default_role,
+        } => {
+            let name = AppName::parse(&name)?;
+            let new = NewApp {
+                display_name: display_name.unwrap_or_else(|| name.to_string()),
+                name,
+                url: parse_app_home(&url)?,
+                redirect_uris: redirect_uris
+                    .iter()
+                    .map(|u| RedirectUri::parse(u))
+                    .collect::<Result<_, _>>()?,
+                post_logout_redirect_uris: post_logout_redirect_uris
+                    .iter()
+                    .map(|u| RedirectUri::parse(u))
+                    .collect::<Result<_, _>>()?,
+                backchannel_logout_uri: backchannel_logout_uri
+                    .as_deref()
+                    .map(parse_backchannel_uri)
+                    .transpose()?,
+                public,
+                default_role: default_role.parse()?,
+            }
+            .validate()?;
+            let store = open_existing_store(settings).await?;
+            // The secret is shown once, here; only its hash is stored.
+            let secret = (!new.public).then(new_client_secret);
+            let app = store
+                .create_app(
+                    &new,
+                    ClientId(new_client_id()),
+                    secret.as_deref().map(hash_secret),
+                )
+                .await?;
+            let issuer = settings.public_url_for(settings.listen);
+            #[derive(Serialize)]
+            struct Registered<'a> {
+                name: &'a str,
+                client_id: &'a str,
+                client_secret: Option<&'a str>,
+                issuer: &'a str,
+            }
+            output::emit(
+                json,
+                &Registered {
+                    name: app.name.as_str(),
+                    client_id: &app.client_id.0,
+                    client_secret: secret.as_deref(),
+                    issuer: issuer.as_str(),
+                },
+                || {
+                    let mut s = format!(
+                        "Registered {}.\n  issuer:        {}\n  client_id:     {}\n",
+                        app.name, issuer, app.client_id
+                    );
+                    match &secret {
+                        Some(secret) => s.push_str(&format!(
+                            "  client_secret: {secret}\nStore the secret now: it is not shown again.\n"
+                        )),
+                        None => s.push_str("  public client: no secret, PKCE required.\n"),
+                    }
+                    s
+                },
+            )
+        }
+        AppCommand::List => {
+            let store = open_existing_store(settings).await?;
+            let apps = store.list_apps().await?;
+            let views: Vec<AppView> = apps.iter().map(AppView::from).collect();
+            output::emit(json, &views, || {
+                let rows: Vec<Vec<String>> = apps
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.name.to_string(),
+                            a.client_id.to_string(),
+                            if a.is_public() {
+                                "public"
+                            } else {
+                                "confidential"
+                            }
+                            .into(),
+                            a.default_role.to_string(),
+                            a.url.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["NAME", "CLIENT ID", "TYPE", "DEFAULT ROLE", "URL"], &rows)
+            })
+        }
+        AppCommand::Remove { name } => {
+            let name = AppName::parse(&name)?;
+            let store = open_existing_store(settings).await?;
+            let app = store.remove_app(&name).await?;
+            output::emit(json, &AppView::from(&app), || {
+                format!("Removed {}.", app.name)
+            })
+        }
+    }
+}

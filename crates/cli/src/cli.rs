@@ -1,0 +1,137 @@
+//! The command line, defined once: help text, flags and their `STACKSPIN_*` environment
+//! equivalents all come from these types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Stackspin: your organisation's own apps, with one account per person and single sign-on.
+#[derive(Debug, Parser)]
+#[command(name = "stackspin", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the control plane keeps its data; shared by `serve` and the admin commands, which
+/// work directly on the same database.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML config file (keys: listen, public_url, data_dir, database_url, admin_email,
+    /// log_format). Environment variables and flags override it.
+    #[arg(long, global = true, env = "STACKSPIN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder for the embedded database and other state.
+    #[arg(long, global = true, env = "STACKSPIN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB [default: a SQLite file in the
+    /// data dir].
+    #[arg(
+        long,
+        global = true,
+        env = "STACKSPIN_DATABASE_URL",
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+    /// Log format: text for people, json for machines.
+    #[arg(
+        long,
+        global = true,
+        env = "STACKSPIN_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane: single sign-on, Dashboard, API and app operator.
+    Serve(ServeArgs),
+    /// Show the setup credentials of the first admin.
+    AdminCredentials,
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage apps registered for single sign-on.
+    #[command(subcommand)]
+    App(AppCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "STACKSPIN_LISTEN", value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// Public base URL, also the OpenID Connect issuer [default: derived from --listen].
+    #[arg(long, env = "STACKSPIN_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// E-mail address of the first admin, created when the database has no users.
+    #[arg(long, env = "STACKSPIN_ADMIN_EMAIL", value_name = "EMAIL")]
+    pub admin_email: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. Without a password they set one through their invitation.
+    Add {
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Make the user a Stackspin admin.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Delete a user and their roles.
+    Delete { email: String },
+    /// Set a user's role in one app: admin, user or none (no access).
+    SetRole {
+        email: String,
+        app: String,
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Register an external app for single sign-on and print its client credentials.
+    Register {
+        /// Short name: lowercase letters, digits and '-'.
+        name: String,
+        /// The app's address, where "Launch" opens it.
+        #[arg(long)]
+        url: String,
+        /// Allowed redirect URI (repeat for several); matched exactly.
+        #[arg(long = "redirect-uri", value_name = "URI", required = true)]
+        redirect_uris: Vec<String>,
+        /// Allowed post-logout redirect URI (repeat for several).
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Where to POST back-channel logout tokens.
+        #[arg(long, value_name = "URI")]
+        backchannel_logout_uri: Option<String>,
+        /// A public client (no secret; PKCE required), for native and single-page apps.
+        #[arg(long)]
+        public: bool,
+        /// Name shown to people [default: NAME].
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Role of people with no explicit role in this app: admin, user or none.
+        #[arg(long, default_value = "user")]
+        default_role: String,
+    },
+    /// List registered apps.
+    List,
+    /// Remove an app and every role in it.
+    Remove { name: String },
+}

@@ -1,0 +1,112 @@
+//! `stackspin serve`: the control plane process.
+
+use std::io::IsTerminal;
+
+use anyhow::{Context, Result, bail};
+use stackspin_domain::{
+    NewUser, UserName,
+    password::{HashParams, Password},
+    secret::new_setup_password,
+    settings::Settings,
+};
+use stackspin_storage::Store;
+use stackspin_web::Application;
+
+pub async fn run(settings: Settings) -> Result<()> {
+    let store = Store::connect(&settings.database).await?;
+    tracing::info!(
+        backend = store.backend_name(),
+        database = %settings.database,
+        "database ready"
+    );
+    bootstrap_first_admin(&settings, &store).await?;
+
+    let app = Application::build(&settings, store.clone()).await?;
+    let public_url = app.public_url().clone();
+    tracing::info!(listen = %app.local_addr(), public_url = %public_url, "stackspin is serving");
+    if std::io::stdout().is_terminal() {
+        print_welcome(&store, public_url.as_str()).await;
+    }
+    app.run_until_stopped(shutdown_signal())
+        .await
+        .context("server failed")?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On an empty database, creates the first admin with a generated password: the setup
+/// credentials, shown by `stackspin admin-credentials`.
+async fn bootstrap_first_admin(settings: &Settings, store: &Store) -> Result<()> {
+    if store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let Some(email) = settings.admin_email.clone() else {
+        bail!(
+            "the database has no users yet: pass --admin-email (or set STACKSPIN_ADMIN_EMAIL, \
+             or admin_email in the config file) to create the first admin"
+        );
+    };
+    let password = new_setup_password();
+    let hash = {
+        let password = Password::new(&password)?;
+        // argon2 is deliberately slow; keep it off the async worker threads.
+        tokio::task::spawn_blocking(move || HashParams::default().hash(&password)).await??
+    };
+    let new = NewUser {
+        email,
+        name: UserName::parse("Admin")?,
+        password_hash: Some(hash),
+        is_admin: true,
+    };
+    match store.bootstrap_admin(&new, &password).await? {
+        Some(user) => tracing::info!(
+            email = %user.email,
+            "created the first admin; `stackspin admin-credentials` shows the setup password"
+        ),
+        // Another replica got there first.
+        None => tracing::info!("another server created the first admin"),
+    }
+    Ok(())
+}
+
+/// For a person running `serve` in a terminal: where to go and how to log in. Only on a
+/// terminal, because in a cluster stdout ends up in the log store, and passwords never go
+/// there.
+async fn print_welcome(store: &Store, public_url: &str) {
+    println!("\nStackspin is running: open {public_url}");
+    match store.setup_credentials().await {
+        Ok(Some(c)) => println!(
+            "Setup credentials of the first admin:\n  email:    {}\n  password: {}\n\
+             (`stackspin admin-credentials` shows them again.)\n",
+            c.email, c.password
+        ),
+        Ok(None) => println!(),
+        Err(e) => tracing::warn!(error = %e, "cannot read the setup credentials"),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
