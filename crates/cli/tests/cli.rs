@@ -1,0 +1,495 @@
+//! The `stackspin` binary end to end, as an operator uses it: real processes, a real socket,
+//! SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_stackspin");
+
+/// A place to run commands: a temporary working folder and the database to use.
+struct Site {
+    dir: tempfile::TempDir,
+    database_url: String,
+}
+
+impl Site {
+    fn sqlite() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = format!("sqlite://{}/data/stackspin.sqlite", dir.path().display());
+        Site { dir, database_url }
+    }
+
+    async fn postgres() -> Site {
+        let url = stackspin_storage::testing::fresh_postgres_url().await;
+        let stackspin_domain::settings::DatabaseUrl::Postgres(u) = url else {
+            unreachable!()
+        };
+        Site {
+            dir: tempfile::tempdir().unwrap(),
+            database_url: u.to_string(),
+        }
+    }
+
+    /// The binary with a clean environment: no STACKSPIN_* from the developer's shell.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("STACKSPIN_") || k == "RUST_LOG" {
+                c.env_remove(k);
+            }
+        }
+        c.current_dir(self.dir.path())
+            .env("STACKSPIN_DATABASE_URL", &self.database_url)
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs a command that must succeed and returns its JSON output.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// A running `stackspin serve` whose JSON log lines are collected.
+struct Server {
+    child: Child,
+    addr: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(site: &Site, admin_email: &str) -> Server {
+        let args = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--admin-email",
+            admin_email,
+        ];
+        let mut child = site
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["fields"]["message"] == "stackspin is serving"
+                {
+                    let _ = tx.send(v["fields"]["listen"].as_str().unwrap().to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("serve did not start: {:?}", logs.lock().unwrap());
+            }
+        };
+        Server { child, addr, logs }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(mut self) -> Vec<String> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "serve exited with {st}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Give the reader thread a moment to drain the pipe.
+        std::thread::sleep(Duration::from_millis(100));
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn stderr_line(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The operator's whole first day, on one backend.
+async fn operator_story(site: Site) {
+    let server = Server::start(&site, "admin@example.org");
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let creds = site.json(&["admin-credentials"]);
+    assert_eq!(creds["email"], "admin@example.org");
+    assert_eq!(creds["still_valid"], true);
+    let password = creds["password"].as_str().unwrap().to_owned();
+    assert!(password.len() >= 20, "{password}");
+
+    // Admin commands work on the database while the server runs.
+    let alice = site.json(&["user", "add", "alice@example.org", "--name", "Alice"]);
+    assert_eq!(alice["has_password"], false);
+    assert!(alice.get("password_hash").is_none());
+    let out = site.run_stdin(
+        &[
+            "user",
+            "add",
+            "bob@example.org",
+            "--name",
+            "Bob",
+            "--admin",
+            "--password-stdin",
+            "--json",
+        ],
+        "a long enough password\n",
+    );
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let bob: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((bob["is_admin"].as_bool(), bob["has_password"].as_bool()), (Some(true), Some(true)));
+
+    let listed = site.json(&["user", "list"]);
+    let emails: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, ["admin@example.org", "alice@example.org", "bob@example.org"]);
+
+    let reg = site.json(&[
+        "app",
+        "register",
+        "wiki",
+        "--url",
+        "https://wiki.example.org",
+        "--redirect-uri",
+        "https://wiki.example.org/oidc/callback",
+        "--redirect-uri",
+        "http://127.0.0.1:9999/cb",
+        "--post-logout-redirect-uri",
+        "https://wiki.example.org/",
+        "--backchannel-logout-uri",
+        "http://wiki.svc:8080/logout",
+    ]);
+    let client_id = reg["client_id"].as_str().unwrap().to_owned();
+    let secret = reg["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 43);
+    let apps = site.run(&["app", "list", "--json"]);
+    let apps_text = String::from_utf8(apps.stdout).unwrap();
+    assert!(!apps_text.contains(&secret), "the secret is shown once only");
+    let apps: Value = serde_json::from_str(&apps_text).unwrap();
+    assert_eq!(apps[0]["client_id"], client_id.as_str());
+    assert_eq!(apps[0]["public"], false);
+    assert_eq!(apps[0]["redirect_uris"].as_array().unwrap().len(), 2);
+
+    let public = site.json(&[
+        "app",
+        "register",
+        "spa",
+        "--public",
+        "--url",
+        "http://localhost:3000",
+        "--redirect-uri",
+        "http://localhost:3000/cb",
+    ]);
+    assert_eq!(public["client_secret"], Value::Null);
+
+    let change = site.json(&["user", "set-role", "alice@example.org", "wiki", "admin"]);
+    assert_eq!((change["previous"].as_str(), change["role"].as_str()), (Some("user"), Some("admin")));
+    let change = site.json(&["user", "set-role", "ALICE@example.org", "wiki", "none"]);
+    assert_eq!(change["previous"], "admin");
+
+    site.json(&["user", "delete", "alice@example.org"]);
+    site.json(&["app", "remove", "spa"]);
+    assert_eq!(site.json(&["user", "list"]).as_array().unwrap().len(), 2);
+    assert_eq!(site.json(&["app", "list"]).as_array().unwrap().len(), 1);
+
+    let logs = server.stop();
+    let joined = logs.join("\n");
+    assert!(!joined.contains(&password), "setup password leaked into logs");
+    assert!(!joined.contains(&secret), "client secret leaked into logs");
+    for line in &logs {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+    }
+
+    // A restart neither creates a second admin nor changes the setup credentials.
+    let server = Server::start(&site, "other@example.org");
+    assert_eq!(reqwest::get(server.url("/readyz")).await.unwrap().status(), 200);
+    server.stop();
+    let again = site.json(&["admin-credentials"]);
+    assert_eq!(again["password"], password.as_str());
+    assert_eq!(site.json(&["user", "list"]).as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_story_on_sqlite() {
+    operator_story(Site::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_story_on_postgres() {
+    operator_story(Site::postgres().await).await;
+}
+
+#[test]
+fn help_works_without_config_cluster_or_database() {
+    let site = Site {
+        dir: tempfile::tempdir().unwrap(),
+        // Unreachable on purpose: --help must not try it.
+        database_url: "postgres://nobody:x@127.0.0.1:1/none".into(),
+    };
+    let commands: &[&[&str]] = &[
+        &[],
+        &["serve"],
+        &["admin-credentials"],
+        &["user"],
+        &["user", "add"],
+        &["user", "list"],
+        &["user", "delete"],
+        &["user", "set-role"],
+        &["app"],
+        &["app", "register"],
+        &["app", "list"],
+        &["app", "remove"],
+    ];
+    for args in commands {
+        let mut all = args.to_vec();
+        all.push("--help");
+        let out = site
+            .cmd(&all)
+            .env("STACKSPIN_CONFIG", "/nonexistent/stackspin.toml")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{all:?}: {}", stderr_line(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Usage: stackspin"), "{all:?}: {text}");
+    }
+    assert_eq!(std::fs::read_dir(site.dir.path()).unwrap().count(), 0);
+}
+
+/// Asserts a command fails with exit code 1 and exactly one line on stderr naming `expected`.
+fn assert_one_line_error(out: &Output, expected: &str) {
+    let err = stderr_line(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(expected), "{err:?} should mention {expected:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_one_clear_line_and_changes_nothing() {
+    let site = Site::postgres().await;
+    site.json(&["user", "add", "taken@example.org", "--name", "T"]);
+    site.json(&[
+        "app",
+        "register",
+        "wiki",
+        "--url",
+        "https://wiki.example.org",
+        "--redirect-uri",
+        "https://wiki.example.org/cb",
+    ]);
+    let cases: &[(&[&str], &str)] = &[
+        (&["user", "add", "not-an-email", "--name", "X"], "invalid email address"),
+        (&["user", "add", "TAKEN@example.org", "--name", "X"], "already exists"),
+        (&["user", "add", "x@example.org", "--name", "  "], "invalid name"),
+        (&["user", "delete", "ghost@example.org"], "no user with email ghost@example.org"),
+        (&["user", "set-role", "taken@example.org", "nope", "user"], "no app named nope"),
+        (&["user", "set-role", "taken@example.org", "wiki", "owner"], "unknown role \"owner\""),
+        (&["user", "set-role", "ghost@example.org", "wiki", "user"], "no user with email"),
+        (
+            &["app", "register", "wiki", "--url", "https://w.example.org", "--redirect-uri", "https://w.example.org/cb"],
+            "an app named wiki already exists",
+        ),
+        (
+            &["app", "register", "Bad Name", "--url", "https://w.example.org", "--redirect-uri", "https://w.example.org/cb"],
+            "invalid app name",
+        ),
+        (
+            &["app", "register", "w2", "--url", "not a url", "--redirect-uri", "https://w.example.org/cb"],
+            "invalid app URL",
+        ),
+        (
+            &["app", "register", "w3", "--url", "https://w.example.org", "--redirect-uri", "http://w.example.org/cb"],
+            "invalid redirect URI",
+        ),
+        (
+            &["app", "register", "w4", "--url", "https://w.example.org", "--redirect-uri", "https://w.example.org/cb#x"],
+            "#fragment",
+        ),
+        (&["app", "remove", "nope"], "no app named nope"),
+        (&["--log-format", "xml", "user", "list"], "invalid log_format"),
+        (&["--database-url", "mysql://h/d", "user", "list"], "invalid database_url"),
+        (
+            &["--database-url", "postgres://u:hunter2@127.0.0.1:1/d", "user", "list"],
+            "cannot reach the database at 127.0.0.1:1",
+        ),
+        (&["serve", "--listen", "localhost"], "invalid listen"),
+        (&["serve", "--public-url", "http://sso.example.org"], "use https"),
+        (&["--config", "/nonexistent.toml", "user", "list"], "cannot read config file"),
+    ];
+    for (args, expected) in cases {
+        let out = site.run(args);
+        assert_one_line_error(&out, expected);
+        assert!(!stderr_line(&out).contains("hunter2"));
+    }
+    let out = site.run_stdin(
+        &["user", "add", "p@example.org", "--name", "P", "--password-stdin"],
+        "short\n",
+    );
+    assert_one_line_error(&out, "password too short");
+
+    // Nothing was half-written by any of the failures.
+    assert_eq!(site.json(&["user", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(site.json(&["app", "list"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn admin_commands_do_not_create_a_missing_sqlite_database() {
+    let site = Site::sqlite();
+    let out = site.run(&["user", "list"]);
+    assert_one_line_error(&out, "no database at");
+    assert!(!site.dir.path().join("data").exists());
+}
+
+#[test]
+fn first_serve_without_admin_email_explains_what_to_do() {
+    let site = Site::sqlite();
+    let out = site.run(&["serve", "--listen", "127.0.0.1:0"]);
+    // `serve` logs to stderr as it starts; the error is the one last line after the logs.
+    let err = stderr_line(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with("error: ") && last.contains("pass --admin-email"), "{err}");
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn config_file_then_environment_then_flags() {
+    let site = Site::sqlite();
+    let config = site.dir.path().join("stackspin.toml");
+    let data = site.dir.path().join("from-config");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:1111\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    // The config file's data_dir is used when nothing overrides it.
+    let out = site
+        .cmd(&["--config", config.to_str().unwrap(), "user", "list"])
+        .env_remove("STACKSPIN_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, &format!("no database at {}", data.display()));
+
+    let issuer = |extra_env: &[(&str, &str)], flags: &[&str]| -> String {
+        let mut args = vec!["--config", config.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[
+            "app",
+            "register",
+            "a",
+            "--url",
+            "https://a.example.org",
+            "--redirect-uri",
+            "https://a.example.org/cb",
+            "--json",
+        ]);
+        let mut c = site.cmd(&args);
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", stderr_line(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Remove it again so the next call can register the same name.
+        site.run(&["--config", config.to_str().unwrap(), "app", "remove", "a"]);
+        v["issuer"].as_str().unwrap().to_owned()
+    };
+    // Create the SQLite database the site points at.
+    let server = Server::start(&site, "admin@example.org");
+    server.stop();
+    assert_eq!(issuer(&[], &[]), "http://127.0.0.1:1111");
+    assert_eq!(
+        issuer(&[("STACKSPIN_LISTEN", "127.0.0.1:2222")], &[]),
+        "http://127.0.0.1:2222"
+    );
+    assert_eq!(
+        issuer(&[("STACKSPIN_PUBLIC_URL", "https://sso.example.org/")], &[]),
+        "https://sso.example.org"
+    );
+}
+
+#[test]
+fn unknown_config_keys_are_rejected_with_the_line() {
+    let site = Site::sqlite();
+    let config = site.dir.path().join("bad.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\npublic_ur = \"https://x.org\"\n").unwrap();
+    let out = site.run(&["--config", config.to_str().unwrap(), "serve"]);
+    assert_one_line_error(&out, "line 2: unknown field `public_ur`");
+    assert!(!Path::new(&site.dir.path().join("data")).exists());
+}
