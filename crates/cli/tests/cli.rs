@@ -203,7 +203,10 @@ async fn operator_story(site: Site) {
     );
     assert!(out.status.success(), "{}", stderr_line(&out));
     let bob: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((bob["is_admin"].as_bool(), bob["has_password"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(
+        (bob["is_admin"].as_bool(), bob["has_password"].as_bool()),
+        (Some(true), Some(true))
+    );
 
     let listed = site.json(&["user", "list"]);
     let emails: Vec<&str> = listed
@@ -212,7 +215,10 @@ async fn operator_story(site: Site) {
         .iter()
         .map(|u| u["email"].as_str().unwrap())
         .collect();
-    assert_eq!(emails, ["admin@example.org", "alice@example.org", "bob@example.org"]);
+    assert_eq!(
+        emails,
+        ["admin@example.org", "alice@example.org", "bob@example.org"]
+    );
 
     let reg = site.json(&[
         "app",
@@ -234,7 +240,10 @@ async fn operator_story(site: Site) {
     assert!(secret.len() >= 43);
     let apps = site.run(&["app", "list", "--json"]);
     let apps_text = String::from_utf8(apps.stdout).unwrap();
-    assert!(!apps_text.contains(&secret), "the secret is shown once only");
+    assert!(
+        !apps_text.contains(&secret),
+        "the secret is shown once only"
+    );
     let apps: Value = serde_json::from_str(&apps_text).unwrap();
     assert_eq!(apps[0]["client_id"], client_id.as_str());
     assert_eq!(apps[0]["public"], false);
@@ -253,7 +262,10 @@ async fn operator_story(site: Site) {
     assert_eq!(public["client_secret"], Value::Null);
 
     let change = site.json(&["user", "set-role", "alice@example.org", "wiki", "admin"]);
-    assert_eq!((change["previous"].as_str(), change["role"].as_str()), (Some("user"), Some("admin")));
+    assert_eq!(
+        (change["previous"].as_str(), change["role"].as_str()),
+        (Some("user"), Some("admin"))
+    );
     let change = site.json(&["user", "set-role", "ALICE@example.org", "wiki", "none"]);
     assert_eq!(change["previous"], "admin");
 
@@ -264,7 +276,10 @@ async fn operator_story(site: Site) {
 
     let logs = server.stop();
     let joined = logs.join("\n");
-    assert!(!joined.contains(&password), "setup password leaked into logs");
+    assert!(
+        !joined.contains(&password),
+        "setup password leaked into logs"
+    );
     assert!(!joined.contains(&secret), "client secret leaked into logs");
     for line in &logs {
         serde_json::from_str::<Value>(line)
@@ -273,7 +288,10 @@ async fn operator_story(site: Site) {
 
     // A restart neither creates a second admin nor changes the setup credentials.
     let server = Server::start(&site, "other@example.org");
-    assert_eq!(reqwest::get(server.url("/readyz")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(server.url("/readyz")).await.unwrap().status(),
+        200
+    );
     server.stop();
     let again = site.json(&["admin-credentials"]);
     assert_eq!(again["password"], password.as_str());
@@ -333,7 +351,10 @@ fn assert_one_line_error(out: &Output, expected: &str) {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
     assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(expected), "{err:?} should mention {expected:?}");
+    assert!(
+        err.contains(expected),
+        "{err:?} should mention {expected:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,43 +371,121 @@ async fn bad_input_is_one_clear_line_and_changes_nothing() {
         "https://wiki.example.org/cb",
     ]);
     let cases: &[(&[&str], &str)] = &[
-        (&["user", "add", "not-an-email", "--name", "X"], "invalid email address"),
-        (&["user", "add", "TAKEN@example.org", "--name", "X"], "already exists"),
-        (&["user", "add", "x@example.org", "--name", "  "], "invalid name"),
-        (&["user", "delete", "ghost@example.org"], "no user with email ghost@example.org"),
-        (&["user", "set-role", "taken@example.org", "nope", "user"], "no app named nope"),
-        (&["user", "set-role", "taken@example.org", "wiki", "owner"], "unknown role \"owner\""),
-        (&["user", "set-role", "ghost@example.org", "wiki", "user"], "no user with email"),
         (
-            &["app", "register", "wiki", "--url", "https://w.example.org", "--redirect-uri", "https://w.example.org/cb"],
+            &["user", "add", "not-an-email", "--name", "X"],
+            "invalid email address",
+        ),
+        (
+            &["user", "add", "TAKEN@example.org", "--name", "X"],
+            "already exists",
+        ),
+        (
+            &["user", "add", "x@example.org", "--name", "  "],
+            "invalid name",
+        ),
+        (
+            &["user", "delete", "ghost@example.org"],
+            "no user with email ghost@example.org",
+        ),
+        (
+            &["user", "set-role", "taken@example.org", "nope", "user"],
+            "no app named nope",
+        ),
+        (
+            &["user", "set-role", "taken@example.org", "wiki", "owner"],
+            "unknown role \"owner\"",
+        ),
+        (
+            &["user", "set-role", "ghost@example.org", "wiki", "user"],
+            "no user with email",
+        ),
+        (
+            &[
+                "app",
+                "register",
+                "wiki",
+                "--url",
+                "https://w.example.org",
+                "--redirect-uri",
+                "https://w.example.org/cb",
+            ],
             "an app named wiki already exists",
         ),
         (
-            &["app", "register", "Bad Name", "--url", "https://w.example.org", "--redirect-uri", "https://w.example.org/cb"],
+            &[
+                "app",
+                "register",
+                "Bad Name",
+                "--url",
+                "https://w.example.org",
+                "--redirect-uri",
+                "https://w.example.org/cb",
+            ],
             "invalid app name",
         ),
         (
-            &["app", "register", "w2", "--url", "not a url", "--redirect-uri", "https://w.example.org/cb"],
+            &[
+                "app",
+                "register",
+                "w2",
+                "--url",
+                "not a url",
+                "--redirect-uri",
+                "https://w.example.org/cb",
+            ],
             "invalid app URL",
         ),
         (
-            &["app", "register", "w3", "--url", "https://w.example.org", "--redirect-uri", "http://w.example.org/cb"],
+            &[
+                "app",
+                "register",
+                "w3",
+                "--url",
+                "https://w.example.org",
+                "--redirect-uri",
+                "http://w.example.org/cb",
+            ],
             "invalid redirect URI",
         ),
         (
-            &["app", "register", "w4", "--url", "https://w.example.org", "--redirect-uri", "https://w.example.org/cb#x"],
+            &[
+                "app",
+                "register",
+                "w4",
+                "--url",
+                "https://w.example.org",
+                "--redirect-uri",
+                "https://w.example.org/cb#x",
+            ],
             "#fragment",
         ),
         (&["app", "remove", "nope"], "no app named nope"),
-        (&["--log-format", "xml", "user", "list"], "invalid log_format"),
-        (&["--database-url", "mysql://h/d", "user", "list"], "invalid database_url"),
         (
-            &["--database-url", "postgres://u:hunter2@127.0.0.1:1/d", "user", "list"],
+            &["--log-format", "xml", "user", "list"],
+            "invalid log_format",
+        ),
+        (
+            &["--database-url", "mysql://h/d", "user", "list"],
+            "invalid database_url",
+        ),
+        (
+            &[
+                "--database-url",
+                "postgres://u:hunter2@127.0.0.1:1/d",
+                "user",
+                "list",
+            ],
             "cannot reach the database at 127.0.0.1:1",
         ),
         (&["serve", "--listen", "localhost"], "invalid listen"),
-        (&["serve", "--public-url", "http://sso.example.org"], "use https"),
-        (&["--config", "/nonexistent.toml", "user", "list"], "cannot read config file"),
+        (
+            &["serve", "--public-url", "http://sso.example.org"],
+            "use https",
+        ),
+        (
+            &["--config", "/nonexistent.toml", "user", "list"],
+            "cannot read config file",
+        ),
     ];
     for (args, expected) in cases {
         let out = site.run(args);
@@ -394,7 +493,14 @@ async fn bad_input_is_one_clear_line_and_changes_nothing() {
         assert!(!stderr_line(&out).contains("hunter2"));
     }
     let out = site.run_stdin(
-        &["user", "add", "p@example.org", "--name", "P", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "p@example.org",
+            "--name",
+            "P",
+            "--password-stdin",
+        ],
         "short\n",
     );
     assert_one_line_error(&out, "password too short");
@@ -420,7 +526,10 @@ fn first_serve_without_admin_email_explains_what_to_do() {
     let err = stderr_line(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let last = err.lines().last().unwrap();
-    assert!(last.starts_with("error: ") && last.contains("pass --admin-email"), "{err}");
+    assert!(
+        last.starts_with("error: ") && last.contains("pass --admin-email"),
+        "{err}"
+    );
     assert_eq!(err.matches("error:").count(), 1, "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -488,7 +597,11 @@ fn config_file_then_environment_then_flags() {
 fn unknown_config_keys_are_rejected_with_the_line() {
     let site = Site::sqlite();
     let config = site.dir.path().join("bad.toml");
-    std::fs::write(&config, "listen = \"127.0.0.1:1\"\npublic_ur = \"https://x.org\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:1\"\npublic_ur = \"https://x.org\"\n",
+    )
+    .unwrap();
     let out = site.run(&["--config", config.to_str().unwrap(), "serve"]);
     assert_one_line_error(&out, "line 2: unknown field `public_ur`");
     assert!(!Path::new(&site.dir.path().join("data")).exists());
