@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde::Serialize;
 use stackspin_domain::{
-    App, AppName, ClientId, NewApp, RedirectUri, Role,
+    App, AppName, ClientId, NewApp, RedirectUri, Role, SigningAlg,
     app::{parse_app_home, parse_backchannel_uri},
     secret::{hash_secret, new_client_id, new_client_secret},
     settings::Settings,
@@ -22,6 +22,7 @@ struct AppView<'a> {
     post_logout_redirect_uris: Vec<&'a str>,
     backchannel_logout_uri: Option<&'a str>,
     default_role: Role,
+    id_token_alg: SigningAlg,
     created_at: String,
 }
 
@@ -41,6 +42,7 @@ impl<'a> From<&'a App> for AppView<'a> {
                 .collect(),
             backchannel_logout_uri: a.backchannel_logout_uri.as_deref(),
             default_role: a.default_role,
+            id_token_alg: a.id_token_alg,
             created_at: a.created_at.to_rfc3339(),
         }
     }
@@ -57,6 +59,7 @@ pub async fn run(settings: &Settings, cmd: AppCommand, json: bool) -> Result<()>
             public,
             display_name,
             default_role,
+            id_token_alg,
         } => {
             let name = AppName::parse(&name)?;
             let new = NewApp {
@@ -77,6 +80,11 @@ pub async fn run(settings: &Settings, cmd: AppCommand, json: bool) -> Result<()>
                     .transpose()?,
                 public,
                 default_role: default_role.parse()?,
+                id_token_alg: SigningAlg::parse(&id_token_alg).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown ID token algorithm {id_token_alg:?}: use RS256 or ES256"
+                    )
+                })?,
             }
             .validate()?;
             let store = open_existing_store(settings).await?;

@@ -129,6 +129,9 @@ pub enum AppCommand {
         /// Role of people with no explicit role in this app: admin, user or none.
         #[arg(long, default_value = "user")]
         default_role: String,
+        /// Algorithm for the app's ID tokens: RS256 or ES256.
+        #[arg(long, default_value = "RS256")]
+        id_token_alg: String,
     },
     /// List registered apps.
     List,

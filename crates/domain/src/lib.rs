@@ -14,7 +14,7 @@ pub mod secret;
 pub mod settings;
 pub mod user;
 
-pub use app::{App, AppId, AppName, ClientId, NewApp, RedirectUri};
+pub use app::{App, AppId, AppName, ClientId, NewApp, RedirectUri, SigningAlg};
 pub use email::Email;
 pub use role::Role;
 pub use user::{NewUser, User, UserId, UserName};

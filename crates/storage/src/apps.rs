@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
-use stackspin_domain::{App, AppId, AppName, ClientId, NewApp, RedirectUri};
+use stackspin_domain::{App, AppId, AppName, ClientId, NewApp, RedirectUri, SigningAlg};
 use uuid::Uuid;
 
 use crate::{StorageError, Store, error::on_unique, in_tx, users::parse_role, with_pool};
@@ -10,7 +10,8 @@ use crate::{StorageError, Store, error::on_unique, in_tx, users::parse_role, wit
 macro_rules! app_columns {
     () => {
         "id, name, display_name, url, client_id, client_secret_hash, redirect_uris, \
-         post_logout_redirect_uris, backchannel_logout_uri, default_role, created_at, updated_at"
+         post_logout_redirect_uris, backchannel_logout_uri, default_role, id_token_alg, created_at, \
+         updated_at"
     };
 }
 
@@ -26,6 +27,7 @@ struct AppRow {
     post_logout_redirect_uris: String,
     backchannel_logout_uri: Option<String>,
     default_role: String,
+    id_token_alg: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -54,6 +56,12 @@ impl AppRow {
                 &self.post_logout_redirect_uris,
             )?,
             default_role: parse_role(&self.default_role)?,
+            id_token_alg: SigningAlg::parse(&self.id_token_alg).ok_or_else(|| {
+                StorageError::Corrupt(format!(
+                    "app {}: id_token_alg {:?}",
+                    self.name, self.id_token_alg
+                ))
+            })?,
             id: AppId(self.id),
             name,
             display_name: self.display_name,
@@ -88,13 +96,14 @@ impl Store {
             post_logout_redirect_uris: new.post_logout_redirect_uris.clone(),
             backchannel_logout_uri: new.backchannel_logout_uri.as_ref().map(|u| u.to_string()),
             default_role: new.default_role,
+            id_token_alg: new.id_token_alg,
             created_at: now,
             updated_at: now,
         };
         in_tx!(self, tx, _d => {
             sqlx::query(concat!(
                 "INSERT INTO apps (", app_columns!(), ") \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
             ))
             .bind(app.id.0)
             .bind(app.name.as_str())
@@ -106,6 +115,7 @@ impl Store {
             .bind(encode_uris(&app.post_logout_redirect_uris))
             .bind(app.backchannel_logout_uri.as_deref())
             .bind(app.default_role.as_str())
+            .bind(app.id_token_alg.as_str())
             .bind(app.created_at)
             .bind(app.updated_at)
             .execute(&mut *tx)

@@ -9,7 +9,9 @@
 //! database error into a [`StorageError`]; callers never see sqlx.
 
 mod apps;
+mod audit;
 mod error;
+mod oidc;
 mod setup;
 mod users;
 
@@ -22,7 +24,12 @@ use sqlx::{
 };
 use stackspin_domain::settings::DatabaseUrl;
 
+pub use audit::{AuditEvent, AuditFilter};
 pub use error::StorageError;
+pub use oidc::{
+    CodeRecord, CodeRedemption, DueLogout, NewSession, RefreshOutcome, SessionRecord, StoredKey,
+    TokenKind, TokenRecord,
+};
 pub use setup::SetupCredentials;
 pub use users::RoleChange;
 

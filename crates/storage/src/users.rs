@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use stackspin_domain::{
-    AppName, Email, NewUser, Role, User, UserId, UserName, password::PasswordHash,
+    AppId, AppName, Email, NewUser, Role, User, UserId, UserName, password::PasswordHash,
 };
 use uuid::Uuid;
 
@@ -145,6 +145,8 @@ impl Store {
                     return Err(StorageError::LastAdmin(user.email.to_string()));
                 }
             }
+            // Apps end the person's sessions now, not when their tokens expire.
+            crate::oidc::queue_logouts!(tx, "user deleted", "s.user_id = $1", user.id.0);
             sqlx::query("DELETE FROM users WHERE id = $1")
                 .bind(user.id.0)
                 .execute(&mut *tx)
@@ -213,14 +215,61 @@ impl Store {
             .bind(Utc::now())
             .execute(&mut *tx)
             .await?;
+            let previous = parse_role(&previous)?;
+            if previous != role {
+                // The new role must take effect in the app at once: its tokens stop working
+                // and the app is told to end the person's session (back-channel logout), so
+                // the next login carries the new `groups` claim.
+                sqlx::query(
+                    "UPDATE oauth_tokens SET revoked_at = $1 \
+                     WHERE user_id = $2 AND app_id = $3 AND revoked_at IS NULL",
+                )
+                .bind(Utc::now())
+                .bind(user.id.0)
+                .bind(app_id)
+                .execute(&mut *tx)
+                .await?;
+                crate::oidc::queue_logouts!(
+                    tx,
+                    "role changed",
+                    "s.user_id = $1 AND sa.app_id = $2",
+                    user.id.0,
+                    app_id
+                );
+                sqlx::query(
+                    "DELETE FROM session_apps WHERE app_id = $1 \
+                     AND sid IN (SELECT sid FROM sessions WHERE user_id = $2)",
+                )
+                .bind(app_id)
+                .bind(user.id.0)
+                .execute(&mut *tx)
+                .await?;
+            }
             RoleChange {
-                previous: parse_role(&previous)?,
+                previous,
                 user,
                 app: app.clone(),
                 role,
             }
         });
         Ok(change)
+    }
+
+    /// The user's effective role in one app: the explicit one, else the app's default.
+    pub async fn role_of(&self, user: UserId, app: AppId) -> Result<Role, StorageError> {
+        let role: Option<String> = with_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COALESCE(r.role, a.default_role) FROM apps a \
+                 LEFT JOIN user_app_roles r ON r.app_id = a.id AND r.user_id = $1 \
+                 WHERE a.id = $2",
+            )
+            .bind(user.0)
+            .bind(app.0)
+            .fetch_optional(pool)
+            .await?
+        });
+        // An app removed mid-flow grants nothing.
+        role.map_or(Ok(Role::None), |r| parse_role(&r))
     }
 
     /// The user's effective role in every registered app (explicit role, else the app's

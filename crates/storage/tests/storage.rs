@@ -32,6 +32,7 @@ fn new_app(name: &str) -> NewApp {
         backchannel_logout_uri: None,
         public: false,
         default_role: Role::User,
+        id_token_alg: stackspin_domain::SigningAlg::Rs256,
     }
 }
 

@@ -9,4 +9,8 @@ pub enum WebError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot load the signing keys: {0}")]
+    Keys(#[from] crate::oidc::keys::KeyRingError),
+    #[error("cannot start: {0}")]
+    Startup(String),
 }

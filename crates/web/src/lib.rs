@@ -7,8 +7,12 @@
 
 mod error;
 mod health;
+mod login;
 mod metrics;
+pub mod oidc;
 mod pages;
+mod session;
+mod throttle;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -16,11 +20,17 @@ use axum::{
     Router,
     extract::Request,
     http::{HeaderName, HeaderValue, header},
-    routing::get,
+    routing::{get, post},
 };
-use stackspin_domain::settings::{PublicUrl, Settings};
+use stackspin_domain::{
+    password::{HashParams, Password, PasswordHash, Verification},
+    settings::{PublicUrl, Settings},
+};
 use stackspin_storage::Store;
-use tokio::net::TcpListener;
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, Semaphore},
+};
 use tower_http::{
     limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
     trace::TraceLayer,
@@ -29,12 +39,123 @@ use tower_http::{
 pub use error::WebError;
 pub use metrics::Metrics;
 
+/// Lifetimes and limits of the identity provider. Defaults suit production; tests shorten
+/// them (an expired-code test should not wait a minute).
+#[derive(Clone, Debug)]
+pub struct ProviderOptions {
+    /// Authorization codes: single use and short-lived (RFC 9700 recommends under a minute).
+    pub code_lifetime: chrono::Duration,
+    pub access_token_lifetime: chrono::Duration,
+    pub refresh_token_lifetime: chrono::Duration,
+    pub id_token_lifetime: chrono::Duration,
+    pub session_lifetime: chrono::Duration,
+    pub hash_params: HashParams,
+    /// How many argon2 hashes may run at once: each takes a core for ~25 ms and 19 MiB, so
+    /// a burst of logins queues here instead of starving every other request.
+    pub max_concurrent_hashes: usize,
+    pub key_reload_interval: Duration,
+    pub outbox_poll_interval: Duration,
+}
+
+impl Default for ProviderOptions {
+    fn default() -> Self {
+        ProviderOptions {
+            code_lifetime: chrono::Duration::seconds(60),
+            access_token_lifetime: chrono::Duration::hours(1),
+            refresh_token_lifetime: chrono::Duration::days(30),
+            id_token_lifetime: chrono::Duration::hours(1),
+            session_lifetime: chrono::Duration::days(7),
+            hash_params: HashParams::default(),
+            max_concurrent_hashes: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            key_reload_interval: Duration::from_secs(30),
+            outbox_poll_interval: Duration::from_secs(2),
+        }
+    }
+}
+
 /// What every handler may use. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub public_url: PublicUrl,
     pub metrics: Arc<Metrics>,
+    pub keys: Arc<oidc::keys::KeyRing>,
+    pub options: Arc<ProviderOptions>,
+    hashing: Arc<Semaphore>,
+    throttle: Arc<throttle::Throttle>,
+    /// Checked instead of a real hash when the address has no account, so both take as long.
+    dummy_hash: Arc<PasswordHash>,
+    http: reqwest::Client,
+    outbox_wake: Arc<Notify>,
+}
+
+impl AppState {
+    /// Records an audit event; a failure to record is logged but does not fail the action,
+    /// which has already happened.
+    pub(crate) async fn audit(&self, event: stackspin_storage::AuditEvent) {
+        if let Err(e) = self.store.record_audit(&event).await {
+            tracing::error!(error = %e, kind = %event.kind, "cannot record audit event");
+        }
+    }
+
+    /// Checks a password on the blocking pool, at most `max_concurrent_hashes` at a time.
+    /// `None` when the queue is too long to wait in.
+    pub(crate) async fn verify_password(
+        &self,
+        candidate: String,
+        stored: PasswordHash,
+    ) -> Option<Verification> {
+        let permit = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.hashing.clone().acquire_owned(),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let params = self.options.hash_params;
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            params.verify(&candidate, &stored)
+        })
+        .await
+        .ok()?;
+        Some(result)
+    }
+
+    /// Upgrades a stored hash to the current parameters after a successful login, off the
+    /// request path.
+    pub(crate) fn rehash_later(&self, user: stackspin_domain::UserId, password: String) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let Ok(pw) = Password::new(&password) else {
+                return;
+            };
+            let params = state.options.hash_params;
+            if let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || params.hash(&pw)).await
+                && let Err(e) = state.store.set_password_hash(user, &hash).await
+            {
+                tracing::warn!(error = %e, "cannot store upgraded password hash");
+            }
+        });
+    }
+
+    /// Ends a session and wakes the outbox worker to tell the apps at once.
+    pub(crate) async fn end_session(
+        &self,
+        sid: &str,
+        user: &stackspin_domain::User,
+        reason: &str,
+    ) -> Result<(), stackspin_storage::StorageError> {
+        self.store.end_session(sid, reason).await?;
+        self.outbox_wake.notify_one();
+        let mut e = stackspin_storage::AuditEvent::new("logout");
+        e.user_id = Some(user.id.0);
+        e.user_email = Some(user.email.to_string());
+        self.audit(e).await;
+        Ok(())
+    }
 }
 
 /// The routes and middleware, without a socket (tests can drive it with `oneshot`).
@@ -45,16 +166,35 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .route(
+            "/.well-known/openid-configuration",
+            get(oidc::discovery::openid_configuration),
+        )
+        .route("/jwks.json", get(oidc::discovery::jwks))
+        .route(
+            "/authorize",
+            get(oidc::authorize::get).post(oidc::authorize::post),
+        )
+        .route("/token", post(oidc::token::token))
+        .route(
+            "/userinfo",
+            get(oidc::token::userinfo).post(oidc::token::userinfo),
+        )
+        .route("/introspect", post(oidc::token::introspect))
+        .route("/revoke", post(oidc::token::revoke))
+        .route("/logout", get(oidc::logout::get).post(oidc::logout::post))
+        .route("/login", get(login::form).post(login::submit))
         .fallback(pages::not_found)
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                // The path only: query strings can carry codes and tokens, which never go
-                // into logs.
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-            }),
-        )
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The path only: query strings can carry codes and tokens, which never go
+            // into logs.
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
@@ -71,7 +211,7 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
             ),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -84,6 +224,7 @@ pub fn router(state: AppState) -> Router {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    state: AppState,
     local_addr: SocketAddr,
     public_url: PublicUrl,
 }
@@ -92,6 +233,15 @@ impl Application {
     /// Binds the listener and assembles the router. Binding here, rather than in `run`, lets
     /// callers learn the real port (tests listen on port 0) before serving.
     pub async fn build(settings: &Settings, store: Store) -> Result<Application, WebError> {
+        Self::build_with(settings, store, ProviderOptions::default()).await
+    }
+
+    /// As [`Application::build`], with provider options other than the defaults.
+    pub async fn build_with(
+        settings: &Settings,
+        store: Store,
+        options: ProviderOptions,
+    ) -> Result<Application, WebError> {
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -104,14 +254,40 @@ impl Application {
             source,
         })?;
         let public_url = settings.public_url_for(local_addr);
+        let keys = oidc::keys::KeyRing::load(&store).await?;
+        let params = options.hash_params;
+        let dummy_hash = tokio::task::spawn_blocking(move || {
+            params.hash(&Password::new("dummy password for timing")?)
+        })
+        .await
+        .map_err(|e| WebError::Startup(e.to_string()))?
+        .map_err(|e| WebError::Startup(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("stackspin/", env!("CARGO_PKG_VERSION")))
+            // Logout notices go to the URI an admin registered, never somewhere it redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| WebError::Startup(e.to_string()))?;
         let state = AppState {
             store,
             public_url: public_url.clone(),
             metrics: Arc::new(Metrics::new()),
+            keys: Arc::new(keys),
+            hashing: Arc::new(Semaphore::new(options.max_concurrent_hashes.max(1))),
+            throttle: Arc::new(throttle::Throttle::new(
+                Duration::from_secs(15 * 60),
+                10,
+                100,
+            )),
+            options: Arc::new(options),
+            dummy_hash: Arc::new(dummy_hash),
+            http,
+            outbox_wake: Arc::new(Notify::new()),
         };
         Ok(Application {
             listener,
-            router: router(state),
+            router: router(state.clone()),
+            state,
             local_addr,
             public_url,
         })
@@ -131,12 +307,32 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let outbox = tokio::spawn(oidc::backchannel::run(self.state.clone()));
+        let reload = tokio::spawn(reload_keys(self.state.clone()));
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        outbox.abort();
+        reload.abort();
+        served
+    }
+
+    /// The shared state, for tests that inspect what the server holds.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+}
+
+/// Picks up keys rotated by another replica or the admin CLI.
+async fn reload_keys(state: AppState) {
+    loop {
+        tokio::time::sleep(state.options.key_reload_interval).await;
+        if let Err(e) = state.keys.reload(&state.store).await {
+            tracing::warn!(error = %e, "cannot reload signing keys");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Server-rendered pages (askama templates compiled into the binary).
+//! Server-rendered pages (askama templates compiled into the binary, auto-escaped).
 
 use askama::Template;
 use axum::{
@@ -6,30 +6,154 @@ use axum::{
     http::StatusCode,
     response::{Html, IntoResponse, Response},
 };
+use axum_extra::extract::cookie::CookieJar;
 
-use crate::AppState;
+use crate::{AppState, session};
 
 #[derive(Template)]
 #[template(path = "index.html")]
 struct Index<'a> {
     public_url: &'a str,
     version: &'a str,
+    signed_in: Option<String>,
+    csrf: &'a str,
 }
 
-pub async fn index(State(state): State<AppState>) -> Response {
-    render(&Index {
-        public_url: state.public_url.as_str(),
-        version: env!("CARGO_PKG_VERSION"),
-    })
+pub async fn index(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let signed_in = match session::current(&state, &jar).await {
+        Ok(c) => c.map(|(_, u)| format!("{} <{}>", u.name.as_str(), u.email)),
+        Err(e) => return internal_error(&e),
+    };
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    (
+        jar,
+        render(
+            StatusCode::OK,
+            &Index {
+                public_url: state.public_url.as_str(),
+                version: env!("CARGO_PKG_VERSION"),
+                signed_in,
+                csrf: &csrf,
+            },
+        ),
+    )
+        .into_response()
 }
 
-pub async fn not_found() -> (StatusCode, &'static str) {
-    (StatusCode::NOT_FOUND, "not found\n")
+pub async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing at this address.",
+    )
 }
 
-fn render(t: &impl Template) -> Response {
+#[derive(Template)]
+#[template(path = "message.html")]
+struct Message<'a> {
+    title: &'a str,
+    message: &'a str,
+    link: Option<(&'a str, &'a str)>,
+}
+
+/// A page explaining why a request could not be served.
+pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
+    render(
+        status,
+        &Message {
+            title,
+            message,
+            link: None,
+        },
+    )
+}
+
+/// A failure of ours: logged with its cause, shown without it.
+pub fn internal_error(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "request failed");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The server could not complete this request. Try again in a moment.",
+    )
+}
+
+/// The friendly refusal for someone whose role in an app is "no access"; the link takes
+/// them back to the app with `access_denied`.
+pub fn no_access(app: &str, back: &str) -> Response {
+    let message = format!(
+        "Your account does not have access to {app}. If you need it, ask an administrator of your organisation."
+    );
+    render(
+        StatusCode::FORBIDDEN,
+        &Message {
+            title: "No access to this app",
+            message: &message,
+            link: Some((back, "Return to the app")),
+        },
+    )
+}
+
+pub fn logged_out() -> Response {
+    render(
+        StatusCode::OK,
+        &Message {
+            title: "You are logged out",
+            message: "You have been logged out of Stackspin and of the apps you used through it.",
+            link: Some(("/", "Log in again")),
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "logout_confirm.html")]
+struct LogoutConfirm<'a> {
+    csrf: &'a str,
+    email: &'a str,
+    hidden: &'a [(String, String)],
+}
+
+pub fn logout_confirm(csrf: &str, email: &str, hidden: &[(String, String)]) -> Response {
+    render(
+        StatusCode::OK,
+        &LogoutConfirm {
+            csrf,
+            email,
+            hidden,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct Login<'a> {
+    csrf: &'a str,
+    return_to: &'a str,
+    email: &'a str,
+    error: Option<&'a str>,
+}
+
+pub fn login(
+    csrf: &str,
+    return_to: &str,
+    email: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    render(
+        status,
+        &Login {
+            csrf,
+            return_to,
+            email,
+            error,
+        },
+    )
+}
+
+fn render(status: StatusCode, t: &impl Template) -> Response {
     match t.render() {
-        Ok(html) => Html(html).into_response(),
+        Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()

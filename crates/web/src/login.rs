@@ -1,0 +1,164 @@
+//! The sign-in page.
+//!
+//! Failures look and take the same whether the address has an account, has no password yet,
+//! or the password is wrong: unknown addresses are checked against a dummy hash so the
+//! timing matches, and throttling counts the address typed, not the account.
+
+use std::net::SocketAddr;
+
+use axum::{
+    Form,
+    extract::{ConnectInfo, Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+};
+use axum_extra::extract::cookie::CookieJar;
+use chrono::Utc;
+use serde::Deserialize;
+use stackspin_domain::{Email, password::Verification};
+use stackspin_storage::{AuditEvent, NewSession};
+
+use crate::{AppState, pages, session};
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    return_to: Option<String>,
+    login_hint: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    return_to: String,
+}
+
+/// Only local paths: anything else would make the login page an open redirect.
+fn safe_return(to: &str) -> &str {
+    if to.starts_with('/') && !to.starts_with("//") && !to.starts_with("/\\") {
+        to
+    } else {
+        "/"
+    }
+}
+
+pub async fn form(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    let return_to = safe_return(q.return_to.as_deref().unwrap_or("/"));
+    (
+        jar,
+        pages::login(
+            &csrf,
+            return_to,
+            q.login_hint.as_deref().unwrap_or_default(),
+            None,
+            StatusCode::OK,
+        ),
+    )
+        .into_response()
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let return_to = safe_return(&f.return_to).to_owned();
+    if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            "The sign-in form expired or came from another site. Reload the page and sign in again.",
+        );
+    }
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    let ip = peer.ip().to_string();
+    let typed = f.email.trim().to_owned();
+    let retry = |status, msg: &str| {
+        (
+            jar.clone(),
+            pages::login(&csrf, &return_to, &typed, Some(msg), status),
+        )
+            .into_response()
+    };
+    if !state.throttle.allowed(&typed, &ip) {
+        return retry(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts. Wait a few minutes and try again.",
+        );
+    }
+
+    let user = match Email::parse(&typed) {
+        Ok(email) => match state.store.user_by_email(&email).await {
+            Ok(u) => u,
+            Err(e) => return pages::internal_error(&e),
+        },
+        Err(_) => None,
+    };
+    let stored = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| (*state.dummy_hash).clone());
+    let verification = match state.verify_password(f.password.clone(), stored).await {
+        Some(v) => v,
+        None => {
+            return retry(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy. Try again in a moment.",
+            );
+        }
+    };
+    let user = match (user, verification) {
+        (Some(u), v) if v.matched() && u.has_password() => {
+            if v == Verification::MatchNeedsRehash {
+                state.rehash_later(u.id, f.password.clone());
+            }
+            u
+        }
+        (user, _) => {
+            state.throttle.failed(&typed, &ip);
+            let mut e = AuditEvent::new("login.failure");
+            e.user_id = user.as_ref().map(|u| u.id.0);
+            e.user_email = Some(typed.chars().take(254).collect());
+            e.ip = Some(ip.clone());
+            state.audit(e).await;
+            return retry(StatusCode::UNAUTHORIZED, "Email or password is incorrect.");
+        }
+    };
+    state.throttle.succeeded(&typed);
+
+    let (token, token_hash) = session::new_session_token();
+    let now = Utc::now();
+    let new = NewSession {
+        token_hash,
+        sid: stackspin_domain::secret::random_token(16),
+        user_id: user.id,
+        auth_time: now,
+        amr: vec!["pwd".into()],
+        expires_at: now + state.options.session_lifetime,
+        ip: Some(ip.clone()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(300).collect()),
+    };
+    if let Err(e) = state.store.create_session(&new).await {
+        return pages::internal_error(&e);
+    }
+    let mut e = AuditEvent::new("login.success");
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    e.ip = Some(ip);
+    state.audit(e).await;
+    let jar = jar.add(session::session_cookie(&state, token));
+    (jar, Redirect::to(&return_to)).into_response()
+}

@@ -1,0 +1,134 @@
+//! Browser sessions and CSRF protection.
+//!
+//! The session cookie holds 256 random bits; the database holds only their SHA-256, so a
+//! leaked database cannot be replayed as cookies. Cookies are `__Host-` prefixed, `Secure`,
+//! `HttpOnly` and `SameSite=Lax` (Lax, not Strict, because apps redirect people to
+//! `/authorize` from their own sites and the session must come along). `Secure` and the
+//! prefix are dropped only for a plain-http localhost public URL, where browsers would refuse
+//! them.
+//!
+//! CSRF: every form carries a token that must equal the one in a separate cookie (double
+//! submit), and POSTs whose `Origin` is another site are refused outright.
+
+use axum::http::HeaderMap;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use stackspin_domain::{
+    User,
+    secret::{hash_secret, random_token},
+};
+use stackspin_storage::{SessionRecord, StorageError};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+
+fn secure(state: &AppState) -> bool {
+    state.public_url.is_https()
+}
+
+pub fn session_cookie_name(state: &AppState) -> &'static str {
+    if secure(state) {
+        "__Host-stackspin_session"
+    } else {
+        "stackspin_session"
+    }
+}
+
+fn csrf_cookie_name(state: &AppState) -> &'static str {
+    if secure(state) {
+        "__Host-stackspin_csrf"
+    } else {
+        "stackspin_csrf"
+    }
+}
+
+fn cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .secure(secure(state))
+        .same_site(SameSite::Lax)
+        .build()
+}
+
+/// A new session token: the cookie value and the hash to store.
+pub fn new_session_token() -> (String, String) {
+    let token = random_token(32);
+    let hash = hash_secret(&token);
+    (token, hash)
+}
+
+pub fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
+    let mut c = cookie(state, session_cookie_name(state), token);
+    c.set_max_age(time_duration(state.options.session_lifetime.num_seconds()));
+    c
+}
+
+pub fn clear_session_cookie(state: &AppState) -> Cookie<'static> {
+    let mut c = cookie(state, session_cookie_name(state), String::new());
+    c.set_max_age(time_duration(0));
+    c
+}
+
+fn time_duration(secs: i64) -> time::Duration {
+    time::Duration::seconds(secs)
+}
+
+/// The signed-in person behind the request, if their session is live.
+pub async fn current(
+    state: &AppState,
+    jar: &CookieJar,
+) -> Result<Option<(SessionRecord, User)>, StorageError> {
+    let Some(c) = jar.get(session_cookie_name(state)) else {
+        return Ok(None);
+    };
+    let Some(session) = state
+        .store
+        .session_by_token_hash(&hash_secret(c.value()))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(user) = state.store.user_by_id(session.user_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some((session, user)))
+}
+
+/// The CSRF token for forms on this response, creating the cookie if the browser has none.
+pub fn csrf_token(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
+    if let Some(c) = jar.get(csrf_cookie_name(state))
+        && c.value().len() >= 32
+    {
+        let token = c.value().to_owned();
+        return (jar, token);
+    }
+    let token = random_token(32);
+    let jar = jar.add(cookie(state, csrf_cookie_name(state), token.clone()));
+    (jar, token)
+}
+
+/// Checks a form's CSRF token against the cookie, and the request's origin.
+pub fn csrf_ok(state: &AppState, jar: &CookieJar, headers: &HeaderMap, form_token: &str) -> bool {
+    if !same_origin(state, headers) {
+        return false;
+    }
+    let Some(c) = jar.get(csrf_cookie_name(state)) else {
+        return false;
+    };
+    !form_token.is_empty() && bool::from(c.value().as_bytes().ct_eq(form_token.as_bytes()))
+}
+
+/// A POST whose `Origin` (or, failing that, `Sec-Fetch-Site`) says it came from another
+/// site is refused, whatever its token.
+fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+    if let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) {
+        return origin != "null" && state.public_url.as_str().starts_with(origin) && {
+            let rest = &state.public_url.as_str()[origin.len()..];
+            rest.is_empty() || rest.starts_with('/')
+        };
+    }
+    !matches!(
+        headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+        Some("cross-site")
+    )
+}
