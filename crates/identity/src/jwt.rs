@@ -90,7 +90,7 @@ mod tests {
         let forged = b64(json!({"sub": "admin"}).to_string().as_bytes());
         parts[1] = &forged;
         assert_eq!(
-            verify(&parts.join("."), &[vk.clone()]).unwrap_err(),
+            verify(&parts.join("."), std::slice::from_ref(&vk)).unwrap_err(),
             JwtError::BadSignature
         );
         let other = SigningKey::generate("k2".into(), Alg::Es256).unwrap();

@@ -102,7 +102,7 @@ pub struct CodeRecord {
 
 #[derive(Debug)]
 pub enum CodeRedemption {
-    Redeemed(CodeRecord),
+    Redeemed(Box<CodeRecord>),
     /// Used before: the tokens issued from it have now been revoked (RFC 9700 §4.2.4).
     Replayed,
     Expired,
@@ -525,7 +525,7 @@ impl Store {
                     } else if row.rec.expires_at <= now {
                         CodeRedemption::Expired
                     } else {
-                        CodeRedemption::Redeemed(row.rec)
+                        CodeRedemption::Redeemed(Box::new(row.rec))
                     }
                 }
             }
