@@ -18,10 +18,24 @@ pub enum StorageError {
     LastAdmin(String),
     #[error("unexpected data in the database: {0}")]
     Corrupt(String),
+    // Causes are in the messages and not marked as `source`, so that an error chain printed
+    // by the binary names each cause once.
     #[error("database migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        StorageError::Database(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StorageError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StorageError::Migration(e)
+    }
 }
 
 impl StorageError {

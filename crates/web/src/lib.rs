@@ -245,13 +245,13 @@ impl Application {
         let listener =
             TcpListener::bind(settings.listen)
                 .await
-                .map_err(|source| WebError::Bind {
+                .map_err(|error| WebError::Bind {
                     addr: settings.listen,
-                    source,
+                    error,
                 })?;
-        let local_addr = listener.local_addr().map_err(|source| WebError::Bind {
+        let local_addr = listener.local_addr().map_err(|error| WebError::Bind {
             addr: settings.listen,
-            source,
+            error,
         })?;
         let public_url = settings.public_url_for(local_addr);
         let keys = oidc::keys::KeyRing::load(&store).await?;

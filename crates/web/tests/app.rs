@@ -150,4 +150,9 @@ async fn binding_a_taken_port_is_a_clear_error() {
         .unwrap()
         .to_string();
     assert!(err.starts_with("cannot listen on 127.0.0.1:"), "{err}");
+    assert_eq!(
+        err.matches("in use").count(),
+        1,
+        "the cause is named once: {err}"
+    );
 }

@@ -10,10 +10,22 @@ use stackspin_storage::{StorageError, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error(transparent)]
-    Key(#[from] KeyError),
+    #[error("{0}")]
+    Storage(StorageError),
+    #[error("{0}")]
+    Key(KeyError),
+}
+
+impl From<StorageError> for KeyRingError {
+    fn from(e: StorageError) -> Self {
+        KeyRingError::Storage(e)
+    }
+}
+
+impl From<KeyError> for KeyRingError {
+    fn from(e: KeyError) -> Self {
+        KeyRingError::Key(e)
+    }
 }
 
 struct Loaded {
