@@ -97,6 +97,7 @@ pub async fn run(settings: &Settings, cmd: AppCommand, json: bool) -> Result<()>
                     secret.as_deref().map(hash_secret),
                 )
                 .await?;
+            record(&store, "client.registered", app.name.as_str()).await;
             let issuer = settings.public_url_for(settings.listen);
             #[derive(Serialize)]
             struct Registered<'a> {
@@ -157,9 +158,21 @@ pub async fn run(settings: &Settings, cmd: AppCommand, json: bool) -> Result<()>
             let name = AppName::parse(&name)?;
             let store = open_existing_store(settings).await?;
             let app = store.remove_app(&name).await?;
+            record(&store, "client.removed", app.name.as_str()).await;
             output::emit(json, &AppView::from(&app), || {
                 format!("Removed {}.", app.name)
             })
         }
+    }
+}
+
+/// Records a client change made from the command line (a failure to record only warns: the
+/// change itself has happened).
+async fn record(store: &stackspin_storage::Store, kind: &str, app: &str) {
+    let mut e = stackspin_storage::AuditEvent::new(kind);
+    e.actor = Some("cli".into());
+    e.app = Some(app.to_owned());
+    if let Err(err) = store.record_audit(&e).await {
+        tracing::warn!(error = %err, "cannot record audit event");
     }
 }

@@ -21,6 +21,7 @@ pub fn load(global: &GlobalArgs, serve: Option<&ServeArgs>) -> Result<Settings> 
         data_dir: global.data_dir.clone(),
         database_url: global.database_url.clone(),
         log_format: global.log_format.clone(),
+        ..Default::default()
     };
     Ok(Settings::resolve(file.overlay(env).overlay(flags))?)
 }

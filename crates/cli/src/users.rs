@@ -2,11 +2,13 @@
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use stackspin_domain::secret::{hash_secret, random_token};
 use stackspin_domain::{
     AppName, Email, NewUser, Role, User, UserName,
     password::{HashParams, Password},
     settings::Settings,
 };
+use stackspin_storage::{AuditEvent, LinkPurpose, NewLink, OutgoingMail, Store};
 use tokio::io::AsyncReadExt;
 
 use crate::{cli::UserCommand, open_existing_store, output};
@@ -58,14 +60,45 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
                 None
             };
             let store = open_existing_store(settings).await?;
-            let user = store
-                .create_user(&NewUser {
-                    email,
-                    name,
-                    password_hash,
-                    is_admin: admin,
-                })
-                .await?;
+            let new = NewUser {
+                email,
+                name,
+                password_hash,
+                is_admin: admin,
+            };
+            let user = if new.password_hash.is_some() {
+                store.create_user(&new).await?
+            } else {
+                // No password: the user gets an invitation to choose one, queued with the
+                // account in one transaction and sent by the running server.
+                let token = random_token(32);
+                let lifetime = chrono::Duration::days(7);
+                let link = format!(
+                    "{}/reset?token={token}",
+                    settings.public_url_for(settings.listen)
+                );
+                let (subject, body) = stackspin_domain::mail::invitation(
+                    new.name.as_str(),
+                    &link,
+                    lifetime.num_days(),
+                );
+                store
+                    .invite_user(
+                        &new,
+                        &NewLink {
+                            token_hash: hash_secret(&token),
+                            purpose: LinkPurpose::Invite,
+                            expires_at: chrono::Utc::now() + lifetime,
+                        },
+                        &OutgoingMail {
+                            to: new.email.to_string(),
+                            subject,
+                            body,
+                        },
+                    )
+                    .await?
+            };
+            audit(&store, "user.created", &user, None).await;
             output::emit(json, &UserView::from(&user), || {
                 let mut s = format!(
                     "Added {}{} <{}> (id {}).",
@@ -75,7 +108,9 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
                     user.id
                 );
                 if !user.has_password() {
-                    s.push_str("\nNo password yet: they set one through their invitation.");
+                    s.push_str(
+                        "\nInvitation queued: the running server emails them a link to choose a password.",
+                    );
                 }
                 s
             })
@@ -107,6 +142,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
             let email = Email::parse(&email)?;
             let store = open_existing_store(settings).await?;
             let user = store.delete_user(&email).await?;
+            audit(&store, "user.deleted", &user, None).await;
             output::emit(json, &UserView::from(&user), || {
                 format!("Deleted {} <{}>.", user.name.as_str(), user.email)
             })
@@ -117,6 +153,13 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
             let role: Role = role.parse()?;
             let store = open_existing_store(settings).await?;
             let change = store.set_role(&email, &app, role).await?;
+            audit(
+                &store,
+                "role.changed",
+                &change.user,
+                Some((change.app.as_str(), change.previous, change.role)),
+            )
+            .await;
             #[derive(Serialize)]
             struct RoleView<'a> {
                 email: &'a str,
@@ -140,6 +183,22 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
                 },
             )
         }
+    }
+}
+
+/// Records an admin action taken from the command line. The action has happened; failing to
+/// record it is reported as a warning rather than an error.
+async fn audit(store: &Store, kind: &str, user: &User, role: Option<(&str, Role, Role)>) {
+    let mut e = AuditEvent::new(kind);
+    e.actor = Some("cli".into());
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    if let Some((app, previous, role)) = role {
+        e.app = Some(app.to_owned());
+        e.detail = serde_json::json!({"previous": previous, "role": role});
+    }
+    if let Err(err) = store.record_audit(&e).await {
+        tracing::warn!(error = %err, "cannot record audit event");
     }
 }
 

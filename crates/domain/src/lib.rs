@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod email;
+pub mod mail;
 pub mod password;
 pub mod role;
 pub mod secret;

@@ -17,7 +17,7 @@ use crate::email::Email;
 /// Settings as written by a person, every field optional. Unknown keys in a config file are an
 /// error, because a misspelt key silently falling back to a default is how production ends up
 /// on the wrong database.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSettings {
     pub listen: Option<String>,
@@ -26,17 +26,81 @@ pub struct RawSettings {
     pub database_url: Option<String>,
     pub admin_email: Option<String>,
     pub log_format: Option<String>,
+    /// Outgoing mail, with the seed's key names (`.flux.env`'s `outgoing_mail_*`).
+    #[serde(default, deserialize_with = "scalar")]
+    pub outgoing_mail_enabled: Option<String>,
+    pub outgoing_mail_from_address: Option<String>,
+    pub outgoing_mail_smtp_host: Option<String>,
+    #[serde(default, deserialize_with = "scalar")]
+    pub outgoing_mail_smtp_port: Option<String>,
+    pub outgoing_mail_smtp_user: Option<String>,
+    pub outgoing_mail_smtp_password: Option<String>,
+    /// `starttls` (default), `tls` or `none`.
+    pub outgoing_mail_smtp_security: Option<String>,
+}
+
+impl fmt::Debug for RawSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawSettings")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("outgoing_mail_smtp_host", &self.outgoing_mail_smtp_host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Accepts `587` as well as `"587"` (and `true` as well as `"true"`) in the config file.
+fn scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+        B(bool),
+    }
+    let v: Option<Scalar> = serde::Deserialize::deserialize(d)?;
+    Ok(v.map(|v| match v {
+        Scalar::S(s) => s,
+        Scalar::I(i) => i.to_string(),
+        Scalar::B(b) => b.to_string(),
+    }))
 }
 
 impl RawSettings {
     /// The environment variable that sets each key.
-    pub const ENV: [(&'static str, &'static str); 6] = [
+    pub const ENV: [(&'static str, &'static str); 13] = [
         ("listen", "STACKSPIN_LISTEN"),
         ("public_url", "STACKSPIN_PUBLIC_URL"),
         ("data_dir", "STACKSPIN_DATA_DIR"),
         ("database_url", "STACKSPIN_DATABASE_URL"),
         ("admin_email", "STACKSPIN_ADMIN_EMAIL"),
         ("log_format", "STACKSPIN_LOG_FORMAT"),
+        ("outgoing_mail_enabled", "STACKSPIN_OUTGOING_MAIL_ENABLED"),
+        (
+            "outgoing_mail_from_address",
+            "STACKSPIN_OUTGOING_MAIL_FROM_ADDRESS",
+        ),
+        (
+            "outgoing_mail_smtp_host",
+            "STACKSPIN_OUTGOING_MAIL_SMTP_HOST",
+        ),
+        (
+            "outgoing_mail_smtp_port",
+            "STACKSPIN_OUTGOING_MAIL_SMTP_PORT",
+        ),
+        (
+            "outgoing_mail_smtp_user",
+            "STACKSPIN_OUTGOING_MAIL_SMTP_USER",
+        ),
+        (
+            "outgoing_mail_smtp_password",
+            "STACKSPIN_OUTGOING_MAIL_SMTP_PASSWORD",
+        ),
+        (
+            "outgoing_mail_smtp_security",
+            "STACKSPIN_OUTGOING_MAIL_SMTP_SECURITY",
+        ),
     ];
 
     /// Reads the `STACKSPIN_*` variables through `lookup`, so callers choose the source.
@@ -55,6 +119,13 @@ impl RawSettings {
             database_url: get("database_url"),
             admin_email: get("admin_email"),
             log_format: get("log_format"),
+            outgoing_mail_enabled: get("outgoing_mail_enabled"),
+            outgoing_mail_from_address: get("outgoing_mail_from_address"),
+            outgoing_mail_smtp_host: get("outgoing_mail_smtp_host"),
+            outgoing_mail_smtp_port: get("outgoing_mail_smtp_port"),
+            outgoing_mail_smtp_user: get("outgoing_mail_smtp_user"),
+            outgoing_mail_smtp_password: get("outgoing_mail_smtp_password"),
+            outgoing_mail_smtp_security: get("outgoing_mail_smtp_security"),
         }
     }
 
@@ -67,6 +138,25 @@ impl RawSettings {
             database_url: over.database_url.or(self.database_url),
             admin_email: over.admin_email.or(self.admin_email),
             log_format: over.log_format.or(self.log_format),
+            outgoing_mail_enabled: over.outgoing_mail_enabled.or(self.outgoing_mail_enabled),
+            outgoing_mail_from_address: over
+                .outgoing_mail_from_address
+                .or(self.outgoing_mail_from_address),
+            outgoing_mail_smtp_host: over
+                .outgoing_mail_smtp_host
+                .or(self.outgoing_mail_smtp_host),
+            outgoing_mail_smtp_port: over
+                .outgoing_mail_smtp_port
+                .or(self.outgoing_mail_smtp_port),
+            outgoing_mail_smtp_user: over
+                .outgoing_mail_smtp_user
+                .or(self.outgoing_mail_smtp_user),
+            outgoing_mail_smtp_password: over
+                .outgoing_mail_smtp_password
+                .or(self.outgoing_mail_smtp_password),
+            outgoing_mail_smtp_security: over
+                .outgoing_mail_smtp_security
+                .or(self.outgoing_mail_smtp_security),
         }
     }
 }
@@ -268,6 +358,110 @@ impl fmt::Display for PublicUrl {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (port 587), as the seed configures.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host or in tests.
+    None,
+}
+
+/// Where and how to send mail. The password's `Debug` is redacted.
+#[derive(Clone)]
+pub struct MailSettings {
+    pub from: Email,
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub security: SmtpSecurity,
+}
+
+impl fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("from", &self.from)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("security", &self.security)
+            .finish_non_exhaustive()
+    }
+}
+
+fn mail_settings(raw: &RawSettings) -> Result<Option<MailSettings>, SettingsError> {
+    let enabled = match raw.outgoing_mail_enabled.as_deref().map(str::trim) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(bad("outgoing_mail_enabled", other, "use true or false")),
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let from_s = raw.outgoing_mail_from_address.as_deref().ok_or_else(|| {
+        bad(
+            "outgoing_mail_from_address",
+            "",
+            "required when outgoing mail is enabled",
+        )
+    })?;
+    let from = Email::parse(from_s)
+        .map_err(|e| bad("outgoing_mail_from_address", from_s, e.to_string()))?;
+    let host = raw
+        .outgoing_mail_smtp_host
+        .clone()
+        .filter(|h| !h.trim().is_empty())
+        .ok_or_else(|| {
+            bad(
+                "outgoing_mail_smtp_host",
+                "",
+                "required when outgoing mail is enabled",
+            )
+        })?;
+    let security = match raw.outgoing_mail_smtp_security.as_deref().map(str::trim) {
+        None | Some("starttls") => SmtpSecurity::StartTls,
+        Some("tls") => SmtpSecurity::Tls,
+        Some("none") => SmtpSecurity::None,
+        Some(other) => {
+            return Err(bad(
+                "outgoing_mail_smtp_security",
+                other,
+                "use starttls, tls or none",
+            ));
+        }
+    };
+    let default_port = match security {
+        SmtpSecurity::StartTls => 587,
+        SmtpSecurity::Tls => 465,
+        SmtpSecurity::None => 25,
+    };
+    let port = match raw.outgoing_mail_smtp_port.as_deref() {
+        None => default_port,
+        Some(p) => p
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad("outgoing_mail_smtp_port", p, "expected a port number"))?,
+    };
+    Ok(Some(MailSettings {
+        from,
+        host: host.trim().to_owned(),
+        port,
+        user: raw
+            .outgoing_mail_smtp_user
+            .clone()
+            .filter(|u| !u.is_empty()),
+        password: raw
+            .outgoing_mail_smtp_password
+            .clone()
+            .filter(|p| !p.is_empty()),
+        security,
+    }))
+}
+
 /// Checked settings, ready to use.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -278,6 +472,8 @@ pub struct Settings {
     pub database: DatabaseUrl,
     pub admin_email: Option<Email>,
     pub log_format: LogFormat,
+    /// `None` when outgoing mail is not enabled: mail then waits in the queue.
+    pub mail: Option<MailSettings>,
 }
 
 impl Settings {
@@ -285,6 +481,7 @@ impl Settings {
     pub const DEFAULT_DATA_DIR: &'static str = "./stackspin-data";
 
     pub fn resolve(raw: RawSettings) -> Result<Self, SettingsError> {
+        let mail = mail_settings(&raw)?;
         let listen_s = raw.listen.as_deref().unwrap_or(Self::DEFAULT_LISTEN);
         let listen: SocketAddr = listen_s.trim().parse().map_err(|_| {
             bad(
@@ -325,6 +522,7 @@ impl Settings {
             database,
             admin_email,
             log_format,
+            mail,
         })
     }
 
@@ -401,6 +599,36 @@ mod tests {
                 ..Default::default()
             })
             .contains("use text or json")
+        );
+    }
+
+    #[test]
+    fn mail_settings_follow_the_seed_names() {
+        let raw = RawSettings::from_env(|v| match v {
+            "STACKSPIN_OUTGOING_MAIL_ENABLED" => Some("true".into()),
+            "STACKSPIN_OUTGOING_MAIL_FROM_ADDRESS" => Some("admin@example.org".into()),
+            "STACKSPIN_OUTGOING_MAIL_SMTP_HOST" => Some("smtp.example.org".into()),
+            "STACKSPIN_OUTGOING_MAIL_SMTP_PASSWORD" => Some("hunter2".into()),
+            _ => None,
+        });
+        let s = Settings::resolve(raw).unwrap();
+        let mail = s.mail.unwrap();
+        assert_eq!((mail.port, mail.security), (587, SmtpSecurity::StartTls));
+        assert!(!format!("{mail:?}").contains("hunter2"));
+        let err = Settings::resolve(RawSettings {
+            outgoing_mail_enabled: Some("true".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("outgoing_mail_from_address"),
+            "{err}"
+        );
+        assert!(
+            Settings::resolve(RawSettings::default())
+                .unwrap()
+                .mail
+                .is_none()
         );
     }
 

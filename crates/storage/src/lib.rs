@@ -8,6 +8,7 @@
 //! Architecture invariant: this crate speaks domain types at its boundary and converts every
 //! database error into a [`StorageError`]; callers never see sqlx.
 
+mod accounts;
 mod apps;
 mod audit;
 mod error;
@@ -24,6 +25,7 @@ use sqlx::{
 };
 use stackspin_domain::settings::DatabaseUrl;
 
+pub use accounts::{DueMail, LinkPurpose, NewLink, OutgoingMail};
 pub use audit::{AuditEvent, AuditFilter};
 pub use error::StorageError;
 pub use oidc::{

@@ -14,6 +14,7 @@ macro_rules! user_columns {
         "id, email, name, password_hash, is_admin, created_at, updated_at"
     };
 }
+pub(crate) use user_columns;
 
 #[derive(FromRow)]
 pub(crate) struct UserRow {

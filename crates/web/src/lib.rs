@@ -8,9 +8,11 @@
 mod error;
 mod health;
 mod login;
+pub mod mail;
 mod metrics;
 pub mod oidc;
 mod pages;
+mod recovery;
 mod session;
 mod throttle;
 
@@ -55,6 +57,11 @@ pub struct ProviderOptions {
     pub max_concurrent_hashes: usize,
     pub key_reload_interval: Duration,
     pub outbox_poll_interval: Duration,
+    pub reset_link_lifetime: chrono::Duration,
+    pub invite_link_lifetime: chrono::Duration,
+    pub mail_poll_interval: Duration,
+    /// First retry delay of a failed mail; it doubles with each attempt.
+    pub mail_retry_base: Duration,
 }
 
 impl Default for ProviderOptions {
@@ -71,6 +78,10 @@ impl Default for ProviderOptions {
                 .unwrap_or(2),
             key_reload_interval: Duration::from_secs(30),
             outbox_poll_interval: Duration::from_secs(2),
+            reset_link_lifetime: chrono::Duration::hours(1),
+            invite_link_lifetime: chrono::Duration::days(7),
+            mail_poll_interval: Duration::from_secs(5),
+            mail_retry_base: Duration::from_secs(5),
         }
     }
 }
@@ -89,6 +100,8 @@ pub struct AppState {
     dummy_hash: Arc<PasswordHash>,
     http: reqwest::Client,
     outbox_wake: Arc<Notify>,
+    mailer: Option<Arc<mail::Mailer>>,
+    mail_wake: Arc<Notify>,
 }
 
 impl AppState {
@@ -122,6 +135,25 @@ impl AppState {
         .await
         .ok()?;
         Some(result)
+    }
+
+    /// Hashes a new password on the blocking pool, under the same bound as verification.
+    pub(crate) async fn hash_password(&self, password: Password) -> Option<PasswordHash> {
+        let permit = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.hashing.clone().acquire_owned(),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let params = self.options.hash_params;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            params.hash(&password)
+        })
+        .await
+        .ok()?
+        .ok()
     }
 
     /// Upgrades a stored hash to the current parameters after a successful login, off the
@@ -184,6 +216,14 @@ pub fn router(state: AppState) -> Router {
         .route("/revoke", post(oidc::token::revoke))
         .route("/logout", get(oidc::logout::get).post(oidc::logout::post))
         .route("/login", get(login::form).post(login::submit))
+        .route(
+            "/recover",
+            get(recovery::recover_form).post(recovery::recover_submit),
+        )
+        .route(
+            "/reset",
+            get(recovery::reset_form).post(recovery::reset_submit),
+        )
         .fallback(pages::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
@@ -283,6 +323,11 @@ impl Application {
             dummy_hash: Arc::new(dummy_hash),
             http,
             outbox_wake: Arc::new(Notify::new()),
+            mailer: match &settings.mail {
+                Some(m) => Some(Arc::new(mail::Mailer::new(m).map_err(WebError::Startup)?)),
+                None => None,
+            },
+            mail_wake: Arc::new(Notify::new()),
         };
         Ok(Application {
             listener,
@@ -309,6 +354,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let outbox = tokio::spawn(oidc::backchannel::run(self.state.clone()));
         let reload = tokio::spawn(reload_keys(self.state.clone()));
+        let mail = tokio::spawn(mail::run(self.state.clone()));
         let served = axum::serve(
             self.listener,
             self.router
@@ -318,6 +364,7 @@ impl Application {
         .await;
         outbox.abort();
         reload.abort();
+        mail.abort();
         served
     }
 

@@ -160,3 +160,55 @@ fn render(status: StatusCode, t: &impl Template) -> Response {
         }
     }
 }
+
+#[derive(Template)]
+#[template(path = "recover.html")]
+struct Recover<'a> {
+    csrf: &'a str,
+    sent_to: Option<&'a str>,
+}
+
+pub fn recover(csrf: &str, sent_to: Option<&str>) -> Response {
+    render(StatusCode::OK, &Recover { csrf, sent_to })
+}
+
+#[derive(Template)]
+#[template(path = "reset.html")]
+struct Reset<'a> {
+    csrf: &'a str,
+    token: &'a str,
+    email: &'a str,
+    invited: bool,
+    error: Option<&'a str>,
+}
+
+pub fn reset(
+    csrf: &str,
+    token: &str,
+    email: &str,
+    invited: bool,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    render(
+        status,
+        &Reset {
+            csrf,
+            token,
+            email,
+            invited,
+            error,
+        },
+    )
+}
+
+pub fn password_set() -> Response {
+    render(
+        StatusCode::OK,
+        &Message {
+            title: "Your password is set",
+            message: "You can now log in with your new password. Any other sessions of your account have been logged out.",
+            link: Some(("/login", "Log in")),
+        },
+    )
+}

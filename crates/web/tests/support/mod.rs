@@ -35,10 +35,15 @@ pub struct Provider {
 }
 
 pub async fn start(options: ProviderOptions) -> Provider {
+    start_with(RawSettings::default(), options).await
+}
+
+/// Starts a provider with extra settings (mail, for instance).
+pub async fn start_with(raw: RawSettings, options: ProviderOptions) -> Provider {
     let db = TestDb::sqlite().await;
     let settings = Settings::resolve(RawSettings {
         listen: Some("127.0.0.1:0".into()),
-        ..Default::default()
+        ..raw
     })
     .unwrap();
     let app = Application::build_with(&settings, db.store.clone(), options)
@@ -371,4 +376,133 @@ impl LogoutReceiver {
             self.tokens.lock().unwrap().len()
         );
     }
+}
+
+/// A real SMTP server (aiosmtpd) writing what it receives into a Maildir.
+pub struct SmtpServer {
+    pub port: u16,
+    pub maildir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn python() -> String {
+    std::env::var("STACKSPIN_TEST_PYTHON").unwrap_or_else(|_| {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/peers-venv/bin/python")
+            .display()
+            .to_string()
+    })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl SmtpServer {
+    /// Chooses a port and folder without starting, to test a mail server that is down.
+    pub fn planned() -> SmtpServer {
+        let dir = tempfile::tempdir().unwrap();
+        SmtpServer {
+            port: free_port(),
+            maildir: dir.path().join("maildir"),
+            child: None,
+            _dir: dir,
+        }
+    }
+
+    pub async fn start() -> SmtpServer {
+        let mut s = SmtpServer::planned();
+        s.run().await;
+        s
+    }
+
+    pub async fn run(&mut self) {
+        let child = std::process::Command::new(python())
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{}", self.port),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                &self.maildir.display().to_string(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start aiosmtpd (run scripts/test): {e}"));
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("aiosmtpd did not start");
+    }
+
+    /// Settings that send mail to this server.
+    pub fn settings(&self) -> RawSettings {
+        RawSettings {
+            outgoing_mail_enabled: Some("true".into()),
+            outgoing_mail_from_address: Some("stackspin@example.org".into()),
+            outgoing_mail_smtp_host: Some("127.0.0.1".into()),
+            outgoing_mail_smtp_port: Some(self.port.to_string()),
+            outgoing_mail_smtp_security: Some("none".into()),
+            ..Default::default()
+        }
+    }
+
+    /// Every message received so far, decoded from quoted-printable.
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return vec![];
+        };
+        entries
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .map(|m| {
+                m.replace("=\r\n", "")
+                    .replace("=\n", "")
+                    .replace("=3D", "=")
+            })
+            .collect()
+    }
+
+    /// Waits up to ten seconds for a message to `to` and returns it.
+    pub async fn wait_for(&self, to: &str) -> String {
+        for _ in 0..200 {
+            if let Some(m) = self
+                .messages()
+                .into_iter()
+                .find(|m| m.contains(&format!("To: {to}")))
+            {
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no mail to {to}; have {:?}", self.messages());
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The first https?:// link in a mail.
+pub fn link_in(mail: &str) -> String {
+    let start = mail.find("http").unwrap();
+    mail[start..].split_whitespace().next().unwrap().to_owned()
 }

@@ -1,0 +1,425 @@
+//! Account self-service: single-use links for invitations and password resets, the outgoing
+//! mail queue, TOTP enrolment and recovery codes, and platform settings.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use stackspin_domain::{NewUser, User, UserId, password::PasswordHash};
+use uuid::Uuid;
+
+use crate::{
+    StorageError, Store, in_tx,
+    oidc::queue_logouts,
+    users::{UserRow, insert_user, user_columns},
+    with_pool,
+};
+
+/// A mail to queue together with the action that causes it.
+#[derive(Clone, Debug)]
+pub struct OutgoingMail {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// A single-use link's stored half.
+#[derive(Clone, Debug)]
+pub struct NewLink {
+    pub token_hash: String,
+    pub purpose: LinkPurpose,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkPurpose {
+    Reset,
+    Invite,
+}
+
+impl LinkPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            LinkPurpose::Reset => "reset",
+            LinkPurpose::Invite => "invite",
+        }
+    }
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct DueMail {
+    pub id: Uuid,
+    pub to_address: String,
+    pub subject: String,
+    pub body: String,
+    pub attempts: i32,
+}
+
+macro_rules! insert_link_and_mail {
+    ($tx:ident, $user:expr, $link:expr, $mail:expr) => {{
+        let now = Utc::now();
+        sqlx::query(
+            "INSERT INTO user_tokens (token_hash, user_id, purpose, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&$link.token_hash)
+        .bind($user.0)
+        .bind($link.purpose.as_str())
+        .bind(now)
+        .bind($link.expires_at)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO mail_outbox (id, to_address, subject, body, created_at, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(&$mail.to)
+        .bind(&$mail.subject)
+        .bind(&$mail.body)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
+impl Store {
+    /// Creates a user without a password and queues their invitation, in one transaction:
+    /// there is never an invited user whose invitation was lost.
+    pub async fn invite_user(
+        &self,
+        new: &NewUser,
+        link: &NewLink,
+        mail: &OutgoingMail,
+    ) -> Result<User, StorageError> {
+        let now = Utc::now();
+        let user = User {
+            id: UserId::new_random(),
+            email: new.email.clone(),
+            name: new.name.clone(),
+            password_hash: None,
+            is_admin: new.is_admin,
+            created_at: now,
+            updated_at: now,
+        };
+        in_tx!(self, tx, _d => {
+            insert_user!(&mut *tx, &user);
+            insert_link_and_mail!(tx, user.id, link, mail);
+        });
+        Ok(user)
+    }
+
+    /// Stores a reset (or fresh invitation) link for an existing user and queues its mail.
+    pub async fn issue_link(
+        &self,
+        user: UserId,
+        link: &NewLink,
+        mail: &OutgoingMail,
+    ) -> Result<(), StorageError> {
+        in_tx!(self, tx, _d => {
+            insert_link_and_mail!(tx, user, link, mail);
+        });
+        Ok(())
+    }
+
+    /// The user a link belongs to, if it is unused and unexpired.
+    pub async fn link_user(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(User, LinkPurpose)>, StorageError> {
+        let now = Utc::now();
+        let row: Option<(Uuid, String)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT user_id, purpose FROM user_tokens \
+                 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+            )
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some((id, purpose)) = row else {
+            return Ok(None);
+        };
+        let purpose = if purpose == "invite" {
+            LinkPurpose::Invite
+        } else {
+            LinkPurpose::Reset
+        };
+        Ok(self.user_by_id(UserId(id)).await?.map(|u| (u, purpose)))
+    }
+
+    /// Uses a link to set a password: the link and every other open link of the user are
+    /// spent, and all their sessions end (with logout notices to apps), because whoever held
+    /// the old password may be signed in somewhere. `None` if the link is not valid.
+    pub async fn redeem_link(
+        &self,
+        token_hash: &str,
+        new_hash: &PasswordHash,
+    ) -> Result<Option<(User, LinkPurpose)>, StorageError> {
+        let now = Utc::now();
+        let done = in_tx!(self, tx, _d => {
+            let row: Option<(Uuid, String)> = sqlx::query_as(
+                "SELECT user_id, purpose FROM user_tokens \
+                 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+            )
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                None => None,
+                Some((user_id, purpose)) => {
+                    let claimed = sqlx::query(
+                        "UPDATE user_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if claimed == 0 {
+                        None
+                    } else {
+                        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                            .bind(new_hash.as_phc())
+                            .bind(now)
+                            .bind(user_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        queue_logouts!(tx, "password reset", "s.user_id = $1", user_id);
+                        sqlx::query("UPDATE oauth_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+                            .bind(now)
+                            .bind(user_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                            .bind(user_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        let user = sqlx::query_as::<_, UserRow>(concat!(
+                            "SELECT ", user_columns!(), " FROM users WHERE id = $1"
+                        ))
+                        .bind(user_id)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .into_user()?;
+                        let purpose = if purpose == "invite" { LinkPurpose::Invite } else { LinkPurpose::Reset };
+                        Some((user, purpose))
+                    }
+                }
+            }
+        });
+        Ok(done)
+    }
+
+    // ----- mail queue -----
+
+    pub async fn queue_mail(&self, mail: &OutgoingMail) -> Result<(), StorageError> {
+        let now = Utc::now();
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO mail_outbox (id, to_address, subject, body, created_at, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(Uuid::new_v4())
+            .bind(&mail.to)
+            .bind(&mail.subject)
+            .bind(&mail.body)
+            .bind(now)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Claims due mail, leasing it for two minutes so replicas do not send it twice.
+    pub async fn claim_due_mail(&self, limit: i64) -> Result<Vec<DueMail>, StorageError> {
+        let now = Utc::now();
+        let lease = now + chrono::Duration::seconds(120);
+        let due = in_tx!(self, tx, _d => {
+            let due = sqlx::query_as::<_, DueMail>(
+                "SELECT id, to_address, subject, body, attempts FROM mail_outbox \
+                 WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 \
+                 ORDER BY next_attempt_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            for m in &due {
+                sqlx::query("UPDATE mail_outbox SET next_attempt_at = $1 WHERE id = $2")
+                    .bind(lease)
+                    .bind(m.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            due
+        });
+        Ok(due)
+    }
+
+    pub async fn mail_sent(&self, id: Uuid) -> Result<(), StorageError> {
+        let now = Utc::now();
+        with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE mail_outbox SET sent_at = $1, body = '', attempts = attempts + 1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn mail_failed(
+        &self,
+        id: Uuid,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StorageError> {
+        let now = Utc::now();
+        with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE mail_outbox SET attempts = attempts + 1, last_error = $1, \
+                 next_attempt_at = COALESCE($2, next_attempt_at), \
+                 failed_at = CASE WHEN $2 IS NULL THEN $3 ELSE NULL END WHERE id = $4",
+            )
+            .bind(error)
+            .bind(retry_at)
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Mail not yet sent (queued or being retried).
+    pub async fn pending_mail(&self) -> Result<i64, StorageError> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM mail_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+            )
+            .fetch_one(pool)
+            .await?
+        }))
+    }
+
+    // ----- TOTP and recovery codes -----
+
+    /// Enrols (`Some`) or removes (`None`) TOTP, replacing the recovery codes.
+    pub async fn set_totp(
+        &self,
+        user: UserId,
+        secret: Option<&str>,
+        recovery_code_hashes: &[String],
+    ) -> Result<(), StorageError> {
+        in_tx!(self, tx, _d => {
+            sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL, updated_at = $2 WHERE id = $3")
+                .bind(secret)
+                .bind(Utc::now())
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?;
+            for h in recovery_code_hashes {
+                sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                    .bind(user.0)
+                    .bind(h)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// The user's TOTP secret, if enrolled.
+    pub async fn totp_secret(&self, user: UserId) -> Result<Option<String>, StorageError> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar::<_, Option<String>>("SELECT totp_secret FROM users WHERE id = $1")
+                .bind(user.0)
+                .fetch_optional(pool)
+                .await?
+                .flatten()
+        }))
+    }
+
+    /// Accepts a TOTP time step once: a step at or before the last accepted one is a replay.
+    pub async fn accept_totp_step(&self, user: UserId, step: i64) -> Result<bool, StorageError> {
+        let n = with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE users SET totp_last_step = $1 WHERE id = $2 \
+                 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+            )
+            .bind(step)
+            .bind(user.0)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Spends a recovery code; false if it is unknown or used.
+    pub async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code_hash: &str,
+    ) -> Result<bool, StorageError> {
+        let now = Utc::now();
+        let n = with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE recovery_codes SET used_at = $1 \
+                 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(user.0)
+            .bind(code_hash)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    pub async fn unused_recovery_codes(&self, user: UserId) -> Result<i64, StorageError> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
+                .bind(user.0)
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    // ----- settings -----
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StorageError> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StorageError> {
+        let now = Utc::now();
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(key)
+            .bind(value)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}

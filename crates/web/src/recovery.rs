@@ -1,0 +1,236 @@
+//! "Forgot password?" and invitations: single-use, short-lived links sent by mail.
+//!
+//! The recovery request answers the same way, and as fast, whether or not the address has an
+//! account: the lookup and mail are done after the response, in the background. Setting a
+//! password through a link ends every session of the account, with logout notices to apps.
+
+use axum::{
+    Form,
+    extract::{ConnectInfo, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use axum_extra::extract::cookie::CookieJar;
+use chrono::Utc;
+use serde::Deserialize;
+use stackspin_domain::{
+    Email,
+    password::Password,
+    secret::{hash_secret, random_token},
+};
+use stackspin_storage::{AuditEvent, LinkPurpose, NewLink, OutgoingMail};
+use std::net::SocketAddr;
+
+use crate::{AppState, pages, session};
+
+#[derive(Deserialize)]
+pub struct RecoverForm {
+    email: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn recover_form(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    (jar, pages::recover(&csrf, None)).into_response()
+}
+
+pub async fn recover_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(f): Form<RecoverForm>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            "The form expired or came from another site. Reload the page and try again.",
+        );
+    }
+    let typed = f.email.trim().to_owned();
+    let ip = peer.ip().to_string();
+    // Mail bombing someone's inbox is throttled like password guessing.
+    if state.throttle.allowed(&typed, &ip) {
+        state.throttle.failed(&typed, &ip);
+        let state2 = state.clone();
+        let typed2 = typed.clone();
+        tokio::spawn(async move {
+            if let Err(e) = send_reset_link(&state2, &typed2, &ip).await {
+                tracing::warn!(error = %e, "cannot start password recovery");
+            }
+        });
+    }
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    (jar, pages::recover(&csrf, Some(&typed))).into_response()
+}
+
+async fn send_reset_link(
+    state: &AppState,
+    typed: &str,
+    ip: &str,
+) -> Result<(), stackspin_storage::StorageError> {
+    let Ok(email) = Email::parse(typed) else {
+        return Ok(());
+    };
+    let Some(user) = state.store.user_by_email(&email).await? else {
+        return Ok(());
+    };
+    let token = random_token(32);
+    let lifetime = state.options.reset_link_lifetime;
+    let link = format!("{}/reset?token={token}", state.public_url);
+    let (subject, body) =
+        stackspin_domain::mail::password_reset(user.name.as_str(), &link, lifetime.num_minutes());
+    state
+        .store
+        .issue_link(
+            user.id,
+            &NewLink {
+                token_hash: hash_secret(&token),
+                purpose: LinkPurpose::Reset,
+                expires_at: Utc::now() + lifetime,
+            },
+            &OutgoingMail {
+                to: user.email.to_string(),
+                subject,
+                body,
+            },
+        )
+        .await?;
+    state.mail_wake.notify_one();
+    let mut e = AuditEvent::new("recovery.requested");
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    e.ip = Some(ip.to_owned());
+    state.audit(e).await;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct ResetQuery {
+    #[serde(default)]
+    token: String,
+}
+
+fn link_invalid() -> Response {
+    pages::error(
+        StatusCode::BAD_REQUEST,
+        "This link does not work any more",
+        "The link has expired or was already used. Ask for a new one with \"Forgot password?\" on the login page.",
+    )
+}
+
+pub async fn reset_form(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<ResetQuery>,
+) -> Response {
+    match state.store.link_user(&hash_secret(&q.token)).await {
+        Ok(Some((user, purpose))) => {
+            let (jar, csrf) = session::csrf_token(&state, jar);
+            let invited = purpose == LinkPurpose::Invite;
+            (
+                jar,
+                pages::reset(
+                    &csrf,
+                    &q.token,
+                    user.email.as_str(),
+                    invited,
+                    None,
+                    StatusCode::OK,
+                ),
+            )
+                .into_response()
+        }
+        Ok(None) => link_invalid(),
+        Err(e) => pages::internal_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    token: String,
+    password: String,
+    confirm: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn reset_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(f): Form<ResetForm>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            "The form expired or came from another site. Reload the page and try again.",
+        );
+    }
+    let token_hash = hash_secret(&f.token);
+    let (user, purpose) = match state.store.link_user(&token_hash).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return link_invalid(),
+        Err(e) => return pages::internal_error(&e),
+    };
+    let invited = purpose == LinkPurpose::Invite;
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    let retry = |msg: &str| {
+        (
+            jar.clone(),
+            pages::reset(
+                &csrf,
+                &f.token,
+                user.email.as_str(),
+                invited,
+                Some(msg),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        )
+            .into_response()
+    };
+    if f.password != f.confirm {
+        return retry("The two passwords are not the same.");
+    }
+    let password = match Password::new(&f.password) {
+        Ok(p) => p,
+        Err(e) => return retry(&capitalise(&e.to_string())),
+    };
+    let Some(hash) = state.hash_password(password).await else {
+        return retry("The server is busy. Try again in a moment.");
+    };
+    match state.store.redeem_link(&token_hash, &hash).await {
+        Ok(Some((user, purpose))) => {
+            state.outbox_wake.notify_one();
+            let kind = if purpose == LinkPurpose::Invite {
+                "invitation.accepted"
+            } else {
+                "recovery.completed"
+            };
+            let mut e = AuditEvent::new(kind);
+            e.user_id = Some(user.id.0);
+            e.user_email = Some(user.email.to_string());
+            e.ip = Some(peer.ip().to_string());
+            state.audit(e).await;
+            (
+                jar.add(session::clear_session_cookie(&state)),
+                pages::password_set(),
+            )
+                .into_response()
+        }
+        Ok(None) => link_invalid(),
+        Err(e) => pages::internal_error(&e),
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().collect::<String>() + c.as_str() + ".",
+        None => String::new(),
+    }
+}
