@@ -21,13 +21,14 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
     bootstrap_first_admin(&settings, &store).await?;
 
+    let shutdown = shutdown_signal()?;
     let app = Application::build(&settings, store.clone()).await?;
     let public_url = app.public_url().clone();
     tracing::info!(listen = %app.local_addr(), public_url = %public_url, "stackspin is serving");
     if std::io::stdout().is_terminal() {
         print_welcome(&store, public_url.as_str()).await;
     }
-    app.run_until_stopped(shutdown_signal())
+    app.run_until_stopped(shutdown)
         .await
         .context("server failed")?;
     store.close().await;
@@ -86,27 +87,28 @@ async fn print_welcome(store: &Store, public_url: &str) {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Registers the Ctrl-C and SIGTERM handlers now and returns a future that completes on
+/// either. Registering before the server says it is serving matters: a SIGTERM arriving in
+/// between would otherwise kill the process without a graceful stop.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+            tracing::info!("shutting down: finishing requests in flight");
+        })
     }
-    tracing::info!("shutting down: finishing requests in flight");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: finishing requests in flight");
+        })
+    }
 }
