@@ -60,6 +60,11 @@ pub enum Command {
     /// Manage apps registered for single sign-on.
     #[command(subcommand)]
     App(AppCommand),
+    /// Require two-step verification: for nobody (none), admins, or everyone.
+    RequireMfa {
+        /// none, admins or everyone
+        policy: String,
+    },
 }
 
 #[derive(Debug, Args)]

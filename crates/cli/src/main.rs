@@ -59,7 +59,29 @@ async fn run(cli: Cli) -> Result<()> {
         Command::AdminCredentials => credentials::run(&settings, json).await,
         Command::User(cmd) => users::run(&settings, cmd, json).await,
         Command::App(cmd) => apps::run(&settings, cmd, json).await,
+        Command::RequireMfa { policy } => require_mfa(&settings, &policy, json).await,
     }
+}
+
+/// Sets the two-step verification policy; it applies at each person's next sign-in.
+async fn require_mfa(settings: &Settings, policy: &str, json: bool) -> Result<()> {
+    let policy = policy.trim().to_ascii_lowercase();
+    if !["none", "admins", "everyone"].contains(&policy.as_str()) {
+        bail!("unknown policy {policy:?}: use none, admins or everyone");
+    }
+    let store = open_existing_store(settings).await?;
+    store
+        .set_setting(stackspin_web::MFA_SETTING, &policy)
+        .await?;
+    let mut e = stackspin_storage::AuditEvent::new("settings.changed");
+    e.actor = Some("cli".into());
+    e.detail = serde_json::json!({ "mfa_required": policy });
+    if let Err(err) = store.record_audit(&e).await {
+        tracing::warn!(error = %err, "cannot record audit event");
+    }
+    output::emit(json, &serde_json::json!({ "mfa_required": policy }), || {
+        format!("Two-step verification is now required for: {policy}.")
+    })
 }
 
 /// Logs go to stderr so stdout carries only command output (and `--json` stays parseable).

@@ -328,6 +328,7 @@ fn help_works_without_config_cluster_or_database() {
         &["app", "register"],
         &["app", "list"],
         &["app", "remove"],
+        &["require-mfa"],
     ];
     for args in commands {
         let mut all = args.to_vec();

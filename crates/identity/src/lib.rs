@@ -10,6 +10,7 @@ pub mod jwt;
 pub mod keys;
 pub mod pkce;
 pub mod redirect;
+pub mod totp;
 
 /// base64url without padding, the encoding of every JOSE part.
 pub(crate) fn b64(bytes: &[u8]) -> String {

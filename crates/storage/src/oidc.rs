@@ -395,6 +395,18 @@ impl Store {
         Ok(rows.into_iter().map(SessionRecord::from).collect())
     }
 
+    /// Records stronger authentication on a live session (after enrolling a second factor).
+    pub async fn update_session_amr(&self, sid: &str, amr: &[String]) -> Result<(), StorageError> {
+        with_pool!(self, pool => {
+            sqlx::query("UPDATE sessions SET amr = $1 WHERE sid = $2")
+                .bind(amr.join(" "))
+                .bind(sid)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Notes that a session signed into an app, so logging out notifies that app.
     pub async fn record_session_app(&self, sid: &str, app: AppId) -> Result<(), StorageError> {
         let now = Utc::now();

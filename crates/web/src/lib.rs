@@ -10,6 +10,7 @@ mod health;
 mod login;
 pub mod mail;
 mod metrics;
+mod mfa;
 pub mod oidc;
 mod pages;
 mod recovery;
@@ -40,6 +41,8 @@ use tower_http::{
 
 pub use error::WebError;
 pub use metrics::Metrics;
+/// The platform setting that makes two-step verification compulsory.
+pub const MFA_SETTING: &str = mfa::SETTING;
 
 /// Lifetimes and limits of the identity provider. Defaults suit production; tests shorten
 /// them (an expired-code test should not wait a minute).
@@ -216,6 +219,10 @@ pub fn router(state: AppState) -> Router {
         .route("/revoke", post(oidc::token::revoke))
         .route("/logout", get(oidc::logout::get).post(oidc::logout::post))
         .route("/login", get(login::form).post(login::submit))
+        .route("/login/mfa", get(mfa::login_form).post(mfa::login_submit))
+        .route("/account/mfa", get(mfa::setup_page))
+        .route("/account/mfa/enrol", post(mfa::enrol))
+        .route("/account/mfa/remove", post(mfa::remove))
         .route(
             "/recover",
             get(recovery::recover_form).post(recovery::recover_submit),

@@ -9,14 +9,13 @@ use std::net::SocketAddr;
 use axum::{
     Form,
     extract::{ConnectInfo, Query, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::cookie::CookieJar;
-use chrono::Utc;
 use serde::Deserialize;
 use stackspin_domain::{Email, password::Verification};
-use stackspin_storage::{AuditEvent, NewSession};
+use stackspin_storage::AuditEvent;
 
 use crate::{AppState, pages, session};
 
@@ -136,29 +135,33 @@ pub async fn submit(
     };
     state.throttle.succeeded(&typed);
 
-    let (token, token_hash) = session::new_session_token();
-    let now = Utc::now();
-    let new = NewSession {
-        token_hash,
-        sid: stackspin_domain::secret::random_token(16),
-        user_id: user.id,
-        auth_time: now,
-        amr: vec!["pwd".into()],
-        expires_at: now + state.options.session_lifetime,
-        ip: Some(ip.clone()),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(300).collect()),
-    };
-    if let Err(e) = state.store.create_session(&new).await {
-        return pages::internal_error(&e);
+    // A second factor, when enrolled, comes before any session.
+    match state.store.totp_secret(user.id).await {
+        Ok(Some(_)) => {
+            return match crate::mfa::pending_cookie(&state, &user, &return_to) {
+                Some(c) => (jar.add(c), Redirect::to("/login/mfa")).into_response(),
+                None => pages::internal_error(&"no signing key for the MFA step"),
+            };
+        }
+        Ok(None) => {}
+        Err(e) => return pages::internal_error(&e),
     }
-    let mut e = AuditEvent::new("login.success");
-    e.user_id = Some(user.id.0);
-    e.user_email = Some(user.email.to_string());
-    e.ip = Some(ip);
-    state.audit(e).await;
-    let jar = jar.add(session::session_cookie(&state, token));
-    (jar, Redirect::to(&return_to)).into_response()
+    let cookie =
+        match crate::mfa::start_session(&state, &user, vec!["pwd".into()], &headers, &ip).await {
+            Ok(c) => c,
+            Err(e) => return pages::internal_error(&e),
+        };
+    let jar = jar.add(cookie);
+    // The organisation requires a second factor this person has not set up: enrol first.
+    match crate::mfa::required_for(&state, &user).await {
+        Ok(true) => {
+            let target = format!(
+                "/account/mfa?return_to={}",
+                url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+            );
+            (jar, Redirect::to(&target)).into_response()
+        }
+        Ok(false) => (jar, Redirect::to(&return_to)).into_response(),
+        Err(e) => pages::internal_error(&e),
+    }
 }

@@ -212,3 +212,79 @@ pub fn password_set() -> Response {
         },
     )
 }
+
+#[derive(Template)]
+#[template(path = "mfa_login.html")]
+struct MfaLogin<'a> {
+    csrf: &'a str,
+    error: Option<&'a str>,
+}
+
+pub fn mfa_login(csrf: &str, error: Option<&str>, status: StatusCode) -> Response {
+    render(status, &MfaLogin { csrf, error })
+}
+
+#[derive(Template)]
+#[template(path = "mfa_setup.html")]
+struct MfaSetup<'a> {
+    csrf: &'a str,
+    secret: &'a str,
+    uri: &'a str,
+    return_to: &'a str,
+    required: bool,
+    error: Option<&'a str>,
+}
+
+pub fn mfa_setup(
+    csrf: &str,
+    secret: &str,
+    uri: &str,
+    return_to: &str,
+    required: bool,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    render(
+        status,
+        &MfaSetup {
+            csrf,
+            secret,
+            uri,
+            return_to,
+            required,
+            error,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "mfa_status.html")]
+struct MfaStatus<'a> {
+    csrf: &'a str,
+    codes_left: i64,
+    required: bool,
+    error: Option<&'a str>,
+}
+
+pub fn mfa_status(csrf: &str, codes_left: i64, required: bool, error: Option<&str>) -> Response {
+    render(
+        StatusCode::OK,
+        &MfaStatus {
+            csrf,
+            codes_left,
+            required,
+            error,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+struct RecoveryCodes<'a> {
+    codes: &'a [String],
+    return_to: &'a str,
+}
+
+pub fn recovery_codes(codes: &[String], return_to: &str) -> Response {
+    render(StatusCode::OK, &RecoveryCodes { codes, return_to })
+}

@@ -242,6 +242,29 @@ async fn authorize(
         return Ok(v.error(issuer, "login_required", "the user must sign in"));
     };
 
+    // 3b. Does the organisation require a second factor this session has not shown?
+    if crate::mfa::required_for(state, &user).await? && !session.amr.iter().any(|m| m == "mfa") {
+        if prompt_none {
+            return Ok(v.error(
+                issuer,
+                "interaction_required",
+                "two-step verification is required",
+            ));
+        }
+        let enrolled = state.store.totp_secret(user.id).await?.is_some();
+        let return_to = login_return(&params);
+        let target = if enrolled {
+            // Sign in again, this time with the second factor.
+            login_url_forced(&return_to)
+        } else {
+            format!(
+                "/account/mfa?return_to={}",
+                url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
+            )
+        };
+        return Ok(Redirect::to(&target).into_response());
+    }
+
     // 4. May this person use this app at all?
     let role = state.store.role_of(user.id, v.app.id).await?;
     if role == Role::None {
@@ -316,6 +339,16 @@ pub(crate) fn hinted_claims(state: &AppState, token: &str) -> Option<serde_json:
 /// The login page, returning to this same request afterwards. `prompt=login` is dropped from
 /// the return address: signing in satisfies it, and keeping it would loop.
 fn login_url(params: &HashMap<String, String>) -> String {
+    let return_to = login_return(params);
+    let mut login = vec![("return_to", return_to.as_str())];
+    if let Some(hint) = params.get("login_hint") {
+        login.push(("login_hint", hint));
+    }
+    append_query("/login", &login)
+}
+
+/// This authorization request as a local return address, without `prompt=login`.
+fn login_return(params: &HashMap<String, String>) -> String {
     let mut pairs: Vec<(&str, &str)> = params
         .iter()
         .filter(|(k, v)| !(k.as_str() == "prompt" && v.split(' ').any(|p| p == "login")))
@@ -325,10 +358,9 @@ fn login_url(params: &HashMap<String, String>) -> String {
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&pairs)
         .finish();
-    let return_to = format!("/authorize?{query}");
-    let mut login = vec![("return_to", return_to.as_str())];
-    if let Some(hint) = params.get("login_hint") {
-        login.push(("login_hint", hint));
-    }
-    append_query("/login", &login)
+    format!("/authorize?{query}")
+}
+
+fn login_url_forced(return_to: &str) -> String {
+    append_query("/login", &[("return_to", return_to)])
 }

@@ -1,0 +1,429 @@
+//! Two-step verification: TOTP (RFC 6238) with single-use recovery codes.
+//!
+//! After a correct password, an account with TOTP gets no session yet, only a five-minute
+//! "password checked" cookie signed with the provider's key; the session (with `amr` =
+//! pwd, otp, mfa) starts when a code is accepted. Each TOTP step is accepted once. A platform
+//! setting (`mfa_required`: none, admins, everyone) makes enrolment compulsory: such people
+//! are sent to enrol before any app gets a code for them.
+
+use std::net::SocketAddr;
+
+use axum::{
+    Form,
+    extract::{ConnectInfo, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use stackspin_domain::{SigningAlg, User, secret::hash_secret};
+use stackspin_identity::{jwt, keys::VerifyingKey, totp};
+use stackspin_storage::{AuditEvent, NewSession, StorageError};
+
+use crate::{AppState, pages, session};
+
+pub const SETTING: &str = "mfa_required";
+const PENDING_COOKIE: &str = "stackspin_mfa_pending";
+const PENDING_TYP: &str = "stackspin-mfa-pending";
+
+/// Whether the platform's policy requires a second factor for this person.
+pub async fn required_for(state: &AppState, user: &User) -> Result<bool, StorageError> {
+    Ok(match state.store.setting(SETTING).await?.as_deref() {
+        Some("everyone") => true,
+        Some("admins") => user.is_admin,
+        _ => false,
+    })
+}
+
+/// The cookie that says "this browser gave the right password for `user`".
+pub fn pending_cookie(state: &AppState, user: &User, return_to: &str) -> Option<Cookie<'static>> {
+    let key = state.keys.signer(SigningAlg::Es256)?;
+    let claims = json!({
+        "iss": state.public_url.as_str(),
+        "sub": user.id.to_string(),
+        "exp": Utc::now().timestamp() + 300,
+        "ret": return_to,
+    });
+    let token = jwt::sign(&key, Some(PENDING_TYP), &claims).ok()?;
+    Some(
+        Cookie::build((PENDING_COOKIE, token))
+            .path("/login")
+            .http_only(true)
+            .secure(state.public_url.is_https())
+            .same_site(SameSite::Lax)
+            .build(),
+    )
+}
+
+/// The user and return address from a valid pending cookie.
+async fn pending(
+    state: &AppState,
+    jar: &CookieJar,
+) -> Result<Option<(User, String)>, StorageError> {
+    let Some(c) = jar.get(PENDING_COOKIE) else {
+        return Ok(None);
+    };
+    let jwks = state.keys.jwks();
+    let keys: Vec<VerifyingKey> = jwks["keys"]
+        .as_array()
+        .map(|ks| ks.iter().filter_map(VerifyingKey::from_jwk).collect())
+        .unwrap_or_default();
+    let Ok(v) = jwt::verify(c.value(), &keys) else {
+        return Ok(None);
+    };
+    let ok = v.header["typ"] == PENDING_TYP
+        && v.claims["iss"] == state.public_url.as_str()
+        && v.claims["exp"]
+            .as_i64()
+            .is_some_and(|e| e > Utc::now().timestamp());
+    let Some(id) = v.claims["sub"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .filter(|_| ok)
+    else {
+        return Ok(None);
+    };
+    let ret = v.claims["ret"].as_str().unwrap_or("/").to_owned();
+    Ok(state
+        .store
+        .user_by_id(stackspin_domain::UserId(id))
+        .await?
+        .map(|u| (u, ret)))
+}
+
+fn expired() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+pub async fn login_form(State(state): State<AppState>, jar: CookieJar) -> Response {
+    match pending(&state, &jar).await {
+        Ok(Some(_)) => {
+            let (jar, csrf) = session::csrf_token(&state, jar);
+            (jar, pages::mfa_login(&csrf, None, StatusCode::OK)).into_response()
+        }
+        Ok(None) => expired(),
+        Err(e) => pages::internal_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Accepts a TOTP code (once per time step) or an unused recovery code.
+async fn check_code(state: &AppState, user: &User, code: &str) -> Result<bool, StorageError> {
+    let Some(secret) = state.store.totp_secret(user.id).await? else {
+        return Ok(false);
+    };
+    let compact: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    if compact.len() == 6 && compact.chars().all(|c| c.is_ascii_digit()) {
+        return match totp::verify(&secret, &compact, Utc::now().timestamp()) {
+            Some(step) => state.store.accept_totp_step(user.id, step).await,
+            None => Ok(false),
+        };
+    }
+    state
+        .store
+        .use_recovery_code(user.id, &hash_secret(&compact.to_ascii_uppercase()))
+        .await
+}
+
+pub async fn login_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            "The form expired or came from another site. Reload the page and try again.",
+        );
+    }
+    let (user, return_to) = match pending(&state, &jar).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return expired(),
+        Err(e) => return pages::internal_error(&e),
+    };
+    let ip = peer.ip().to_string();
+    let key = format!("mfa:{}", user.id);
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    if !state.throttle.allowed(&key, &ip) {
+        return (
+            jar,
+            pages::mfa_login(
+                &csrf,
+                Some("Too many attempts. Wait a few minutes and try again."),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+        )
+            .into_response();
+    }
+    let accepted = match check_code(&state, &user, &f.code).await {
+        Ok(a) => a,
+        Err(e) => return pages::internal_error(&e),
+    };
+    let mut event = AuditEvent::new(if accepted {
+        "mfa.success"
+    } else {
+        "mfa.failure"
+    });
+    event.user_id = Some(user.id.0);
+    event.user_email = Some(user.email.to_string());
+    event.ip = Some(ip.clone());
+    state.audit(event).await;
+    if !accepted {
+        state.throttle.failed(&key, &ip);
+        return (
+            jar,
+            pages::mfa_login(
+                &csrf,
+                Some("That code is not valid. Codes can be used once."),
+                StatusCode::UNAUTHORIZED,
+            ),
+        )
+            .into_response();
+    }
+    state.throttle.succeeded(&key);
+    let amr = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];
+    match start_session(&state, &user, amr, &headers, &ip).await {
+        Ok(cookie) => {
+            let jar = jar
+                .add(cookie)
+                .remove(Cookie::build(PENDING_COOKIE).path("/login"));
+            (jar, Redirect::to(&return_to)).into_response()
+        }
+        Err(e) => pages::internal_error(&e),
+    }
+}
+
+/// Creates a session and returns its cookie.
+pub async fn start_session(
+    state: &AppState,
+    user: &User,
+    amr: Vec<String>,
+    headers: &HeaderMap,
+    ip: &str,
+) -> Result<Cookie<'static>, StorageError> {
+    let (token, token_hash) = session::new_session_token();
+    let now = Utc::now();
+    state
+        .store
+        .create_session(&NewSession {
+            token_hash,
+            sid: stackspin_domain::secret::random_token(16),
+            user_id: user.id,
+            auth_time: now,
+            amr,
+            expires_at: now + state.options.session_lifetime,
+            ip: Some(ip.to_owned()),
+            user_agent: headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(300).collect()),
+        })
+        .await?;
+    let mut e = AuditEvent::new("login.success");
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    e.ip = Some(ip.to_owned());
+    state.audit(e).await;
+    Ok(session::session_cookie(state, token))
+}
+
+#[derive(Deserialize)]
+pub struct SetupQuery {
+    return_to: Option<String>,
+}
+
+/// Only local paths, as on the login page.
+fn safe_return(to: Option<&str>) -> String {
+    match to {
+        Some(t) if t.starts_with('/') && !t.starts_with("//") && !t.starts_with("/\\") => {
+            t.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+pub async fn setup_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<SetupQuery>,
+) -> Response {
+    let current = match session::current(&state, &jar).await {
+        Ok(c) => c,
+        Err(e) => return pages::internal_error(&e),
+    };
+    let Some((_, user)) = current else {
+        return Redirect::to("/login?return_to=%2Faccount%2Fmfa").into_response();
+    };
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    let return_to = safe_return(q.return_to.as_deref());
+    let enrolled = match state.store.totp_secret(user.id).await {
+        Ok(s) => s.is_some(),
+        Err(e) => return pages::internal_error(&e),
+    };
+    let required = required_for(&state, &user).await.unwrap_or(true);
+    if enrolled {
+        let left = state
+            .store
+            .unused_recovery_codes(user.id)
+            .await
+            .unwrap_or(0);
+        return (jar, pages::mfa_status(&csrf, left, required, None)).into_response();
+    }
+    let secret = totp::new_secret();
+    let uri = totp::provisioning_uri("Stackspin", user.email.as_str(), &secret);
+    (
+        jar,
+        pages::mfa_setup(
+            &csrf,
+            &secret,
+            &uri,
+            &return_to,
+            required,
+            None,
+            StatusCode::OK,
+        ),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct EnrolForm {
+    secret: String,
+    code: String,
+    #[serde(default)]
+    return_to: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn enrol(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(f): Form<EnrolForm>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            "The form expired or came from another site. Reload the page and try again.",
+        );
+    }
+    let (session, user) = match session::current(&state, &jar).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(e) => return pages::internal_error(&e),
+    };
+    let return_to = safe_return(Some(&f.return_to));
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    let Some(step) = totp::verify(&f.secret, &f.code, Utc::now().timestamp()) else {
+        let uri = totp::provisioning_uri("Stackspin", user.email.as_str(), &f.secret);
+        let required = required_for(&state, &user).await.unwrap_or(true);
+        return (jar, pages::mfa_setup(&csrf, &f.secret, &uri, &return_to, required, Some("That code is not valid. Check the time on your device and try the current code."), StatusCode::UNPROCESSABLE_ENTITY)).into_response();
+    };
+    let codes: Vec<String> = (0..10).map(|_| recovery_code()).collect();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| hash_secret(&c.replace('-', "")))
+        .collect();
+    let stored = async {
+        state
+            .store
+            .set_totp(user.id, Some(&f.secret), &hashes)
+            .await?;
+        state.store.accept_totp_step(user.id, step).await?;
+        // This session has now proven both factors.
+        state
+            .store
+            .update_session_amr(&session.sid, &["pwd".into(), "otp".into(), "mfa".into()])
+            .await
+    }
+    .await;
+    if let Err(e) = stored {
+        return pages::internal_error(&e);
+    }
+    let mut e = AuditEvent::new("mfa.enrolled");
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    state.audit(e).await;
+    (jar, pages::recovery_codes(&codes, &return_to)).into_response()
+}
+
+/// 80 random bits as four groups of four base32 characters.
+fn recovery_code() -> String {
+    let raw = totp::new_secret();
+    let chars: Vec<char> = raw.chars().take(16).collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            "The form expired or came from another site. Reload the page and try again.",
+        );
+    }
+    let (_, user) = match session::current(&state, &jar).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(e) => return pages::internal_error(&e),
+    };
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    let left = state
+        .store
+        .unused_recovery_codes(user.id)
+        .await
+        .unwrap_or(0);
+    if required_for(&state, &user).await.unwrap_or(true) {
+        return (
+            jar,
+            pages::mfa_status(
+                &csrf,
+                left,
+                true,
+                Some("Your organisation requires two-step verification, so it cannot be removed."),
+            ),
+        )
+            .into_response();
+    }
+    match check_code(&state, &user, &f.code).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                jar,
+                pages::mfa_status(&csrf, left, false, Some("That code is not valid.")),
+            )
+                .into_response();
+        }
+        Err(e) => return pages::internal_error(&e),
+    }
+    if let Err(e) = state.store.set_totp(user.id, None, &[]).await {
+        return pages::internal_error(&e);
+    }
+    let mut e = AuditEvent::new("mfa.removed");
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    state.audit(e).await;
+    (jar, Redirect::to("/account/mfa")).into_response()
+}
