@@ -119,16 +119,18 @@ pub fn csrf_ok(state: &AppState, jar: &CookieJar, headers: &HeaderMap, form_toke
 }
 
 /// A POST whose `Origin` (or, failing that, `Sec-Fetch-Site`) says it came from another
-/// site is refused, whatever its token.
+/// site is refused, whatever its token. Browsers send `Origin: null` in some same-site cases
+/// (privacy-sensitive contexts, some referrer policies), so `null` defers to
+/// `Sec-Fetch-Site`.
 fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
-    if let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) {
-        return origin != "null" && state.public_url.as_str().starts_with(origin) && {
-            let rest = &state.public_url.as_str()[origin.len()..];
-            rest.is_empty() || rest.starts_with('/')
-        };
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    match headers.get("origin").and_then(|v| v.to_str().ok()) {
+        Some("null") | None => !matches!(fetch_site, Some("cross-site" | "same-site")),
+        Some(origin) => {
+            state.public_url.as_str().starts_with(origin) && {
+                let rest = &state.public_url.as_str()[origin.len()..];
+                rest.is_empty() || rest.starts_with('/')
+            }
+        }
     }
-    !matches!(
-        headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
-        Some("cross-site")
-    )
 }

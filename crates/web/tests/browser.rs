@@ -1,0 +1,281 @@
+//! Login, password recovery, invitation and TOTP in a real browser: Debian's chromium driven
+//! through chromedriver (WebDriver). Mail goes through a real SMTP server. Screenshots of the
+//! main pages are saved under `target/test-artifacts/`.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{path::PathBuf, process::Child, time::Duration};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use stackspin_identity::totp;
+use support::*;
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = free_port();
+        let driver = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start chromedriver (run scripts/test): {e}"));
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--no-first-run", "--disable-sync", "--window-size=1000,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let mut last = None;
+        for _ in 0..100 {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        driver,
+                        _profile: profile,
+                    };
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cannot connect to chromedriver: {last:?}");
+    }
+
+    async fn fill(&self, id: &str, text: &str) {
+        let el = self
+            .client
+            .wait()
+            .for_element(Locator::Id(id))
+            .await
+            .unwrap();
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, id: &str) {
+        self.client
+            .wait()
+            .for_element(Locator::Id(id))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn text(&self, id: &str) -> String {
+        self.client
+            .wait()
+            .for_element(Locator::Id(id))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the page source contains `needle`.
+    async fn wait_for_text(&self, needle: &str) -> String {
+        for _ in 0..100 {
+            let src = self.client.source().await.unwrap();
+            if src.contains(needle) {
+                return src;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "page never showed {needle:?}: {}",
+            self.client.source().await.unwrap()
+        );
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+
+    async fn log_in(&self, p: &Provider, email: &str, password: &str) {
+        self.client.goto(&p.url("/login")).await.unwrap();
+        self.fill("email", email).await;
+        self.fill("password", password).await;
+        self.click("login-submit").await;
+    }
+}
+
+/// A page for the app's redirect URI, so the browser has somewhere to land.
+async fn app_callback() -> String {
+    use axum::{Router, routing::get};
+    let app = Router::new().route("/cb", get(|| async { "app callback reached" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}/cb", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    uri
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_in_through_an_app_and_recovers_a_password() {
+    let smtp = SmtpServer::start().await;
+    let p = start_with(
+        smtp.settings(),
+        stackspin_web::ProviderOptions {
+            mail_poll_interval: Duration::from_millis(100),
+            ..fast_options()
+        },
+    )
+    .await;
+    p.user("ada@example.org", false).await;
+    let callback = app_callback().await;
+    let c = p
+        .app(AppSpec {
+            redirect_uri: &callback,
+            ..Default::default()
+        })
+        .await;
+    let b = Browser::start().await;
+
+    // An app sends the person to Stackspin; they log in and land back in the app with a code.
+    b.client
+        .goto(&authorize_url(&p, &c, &pkce(), &[]))
+        .await
+        .unwrap();
+    b.wait_for_text("Log in").await;
+    b.screenshot("login-page").await;
+    b.fill("email", "ada@example.org").await;
+    b.fill("password", "not the password").await;
+    b.click("login-submit").await;
+    assert_eq!(
+        b.text("login-error").await,
+        "Email or password is incorrect."
+    );
+    b.fill("password", PASSWORD).await;
+    b.click("login-submit").await;
+    b.wait_for_text("app callback reached").await;
+    let url = b.client.current_url().await.unwrap();
+    let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert!(q.contains_key("code") && q["state"] == "st4te", "{url}");
+
+    // Forgot password: the link arrives by mail and sets a new password.
+    b.client.goto(&p.url("/logout")).await.unwrap();
+    b.click("logout-confirm").await;
+    b.wait_for_text("You are logged out").await;
+    b.client.goto(&p.url("/login")).await.unwrap();
+    b.click("forgot").await;
+    b.fill("email", "ada@example.org").await;
+    b.click("recover-submit").await;
+    b.wait_for_text("we have sent it a link").await;
+    let link = link_in(&smtp.wait_for("ada@example.org").await);
+    b.client.goto(&link).await.unwrap();
+    b.fill("password", "my new long password").await;
+    b.fill("confirm", "my new long password").await;
+    b.screenshot("choose-password-page").await;
+    b.click("reset-submit").await;
+    b.wait_for_text("Your password is set").await;
+    b.log_in(&p, "ada@example.org", "my new long password")
+        .await;
+    b.wait_for_text("Signed in as").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_accepts_an_invitation_then_enrols_and_uses_totp() {
+    let smtp = SmtpServer::start().await;
+    let p = start_with(
+        smtp.settings(),
+        stackspin_web::ProviderOptions {
+            mail_poll_interval: Duration::from_millis(100),
+            ..fast_options()
+        },
+    )
+    .await;
+    // The invitation, as `stackspin user add` queues it.
+    let token = stackspin_domain::secret::random_token(32);
+    let (subject, body) =
+        stackspin_domain::mail::invitation("Grace", &format!("{}/reset?token={token}", p.base), 7);
+    p.store
+        .invite_user(
+            &stackspin_domain::NewUser {
+                email: stackspin_domain::Email::parse("grace@example.org").unwrap(),
+                name: stackspin_domain::UserName::parse("Grace").unwrap(),
+                password_hash: None,
+                is_admin: false,
+            },
+            &stackspin_storage::NewLink {
+                token_hash: stackspin_domain::secret::hash_secret(&token),
+                purpose: stackspin_storage::LinkPurpose::Invite,
+                expires_at: chrono::Utc::now() + chrono::Duration::days(7),
+            },
+            &stackspin_storage::OutgoingMail {
+                to: "grace@example.org".into(),
+                subject,
+                body,
+            },
+        )
+        .await
+        .unwrap();
+    let b = Browser::start().await;
+    let link = link_in(&smtp.wait_for("grace@example.org").await);
+    b.client.goto(&link).await.unwrap();
+    b.wait_for_text("Welcome to Stackspin").await;
+    b.fill("password", PASSWORD).await;
+    b.fill("confirm", PASSWORD).await;
+    b.click("reset-submit").await;
+    b.wait_for_text("Your password is set").await;
+    b.log_in(&p, "grace@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+
+    // Enrol TOTP from the account page, reading the key as a person would type it.
+    b.click("mfa-link").await;
+    let secret = b.text("totp-secret").await;
+    b.screenshot("totp-enrolment-page").await;
+    let key = totp::base32_decode(&secret).unwrap();
+    let step = chrono::Utc::now().timestamp() / totp::STEP_SECONDS;
+    b.fill("code", &totp::code_at(&key, step)).await;
+    b.click("enrol-submit").await;
+    b.wait_for_text("recovery-codes").await;
+    b.click("continue").await;
+
+    // Log out, log in again: the second step asks for a code, a fresh one works.
+    b.client.goto(&p.url("/logout")).await.unwrap();
+    b.click("logout-confirm").await;
+    b.wait_for_text("You are logged out").await;
+    b.log_in(&p, "grace@example.org", PASSWORD).await;
+    b.wait_for_text("Two-step verification").await;
+    b.fill("code", &totp::code_at(&key, step)).await;
+    b.click("mfa-submit").await;
+    assert_eq!(
+        b.text("mfa-error").await,
+        "That code is not valid. Codes can be used once."
+    );
+    b.fill("code", &totp::code_at(&key, step + 1)).await;
+    b.click("mfa-submit").await;
+    b.wait_for_text("Signed in as").await;
+    b.close().await;
+}
