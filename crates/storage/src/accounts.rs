@@ -10,7 +10,7 @@ use crate::{
     StorageError, Store, in_tx,
     oidc::queue_logouts,
     users::{UserRow, insert_user, user_columns},
-    with_pool,
+    with_pool, with_writer,
 };
 
 /// A mail to queue together with the action that causes it.
@@ -216,7 +216,7 @@ impl Store {
 
     pub async fn queue_mail(&self, mail: &OutgoingMail) -> Result<(), StorageError> {
         let now = Utc::now();
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query(
                 "INSERT INTO mail_outbox (id, to_address, subject, body, created_at, next_attempt_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -261,7 +261,7 @@ impl Store {
 
     pub async fn mail_sent(&self, id: Uuid) -> Result<(), StorageError> {
         let now = Utc::now();
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query(
                 "UPDATE mail_outbox SET sent_at = $1, body = '', attempts = attempts + 1 WHERE id = $2",
             )
@@ -280,7 +280,7 @@ impl Store {
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StorageError> {
         let now = Utc::now();
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query(
                 "UPDATE mail_outbox SET attempts = attempts + 1, last_error = $1, \
                  next_attempt_at = COALESCE($2, next_attempt_at), \
@@ -351,7 +351,7 @@ impl Store {
 
     /// Accepts a TOTP time step once: a step at or before the last accepted one is a replay.
     pub async fn accept_totp_step(&self, user: UserId, step: i64) -> Result<bool, StorageError> {
-        let n = with_pool!(self, pool => {
+        let n = with_writer!(self, pool => {
             sqlx::query(
                 "UPDATE users SET totp_last_step = $1 WHERE id = $2 \
                  AND (totp_last_step IS NULL OR totp_last_step < $1)",
@@ -372,7 +372,7 @@ impl Store {
         code_hash: &str,
     ) -> Result<bool, StorageError> {
         let now = Utc::now();
-        let n = with_pool!(self, pool => {
+        let n = with_writer!(self, pool => {
             sqlx::query(
                 "UPDATE recovery_codes SET used_at = $1 \
                  WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
@@ -409,7 +409,7 @@ impl Store {
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StorageError> {
         let now = Utc::now();
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query(
                 "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use crate::{StorageError, Store, with_pool};
+use crate::{StorageError, Store, with_pool, with_writer};
 
 /// One event. `kind` is a dotted name (`login.success`, `role.changed`, `client.registered`);
 /// `detail` holds kind-specific facts, never secrets.
@@ -66,7 +66,7 @@ pub struct AuditFilter {
 
 impl Store {
     pub async fn record_audit(&self, e: &AuditEvent) -> Result<(), StorageError> {
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query(
                 "INSERT INTO audit_events (id, at, kind, actor, user_id, user_email, app, ip, detail) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

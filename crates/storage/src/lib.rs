@@ -43,7 +43,15 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 #[derive(Clone, Debug)]
 enum Backend {
-    Sqlite(SqlitePool),
+    /// SQLite allows one writer at a time. Writes go through a one-connection pool, so
+    /// concurrent writers wait in a fair async queue; sharing the read pool, they would hit
+    /// SQLITE_BUSY and SQLite's busy handler, which sleeps in steps of up to 100 ms (the
+    /// provider benchmark's p99 showed it). Reads use the larger pool: WAL lets them run
+    /// beside the writer.
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -72,7 +80,17 @@ impl Dialect {
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite($pool) => $body,
+            $crate::Backend::Sqlite { read: $pool, .. } => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// As [`with_pool!`], for a single statement that writes: on SQLite it takes the writer.
+macro_rules! with_writer {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { write: $pool, .. } => $body,
             $crate::Backend::Postgres($pool) => $body,
         }
     };
@@ -85,7 +103,7 @@ macro_rules! with_pool {
 macro_rules! in_tx {
     ($store:expr, $tx:ident, $dialect:ident => $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite(pool) => {
+            $crate::Backend::Sqlite { write: pool, .. } => {
                 #[allow(unused_variables)]
                 let $dialect = $crate::Dialect::Sqlite;
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -105,7 +123,7 @@ macro_rules! in_tx {
     };
 }
 
-pub(crate) use {in_tx, with_pool};
+pub(crate) use {in_tx, with_pool, with_writer};
 
 /// Takes the admin lock where the dialect needs one (see [`Dialect::admin_lock`]).
 macro_rules! lock_admins {
@@ -135,12 +153,19 @@ impl Store {
                     })?;
                 }
                 let opts = sqlite_options(SqliteConnectOptions::new().filename(path));
-                Backend::Sqlite(connect_sqlite(url, opts, 8).await?)
+                // The writer first: it creates the file and sets WAL mode for everyone.
+                let write = connect_sqlite(url, opts.clone(), 1).await?;
+                let read = connect_sqlite(url, opts, 8).await?;
+                Backend::Sqlite { read, write }
             }
             DatabaseUrl::SqliteMemory => {
                 // Each in-memory connection is its own database, so the pool holds exactly one.
                 let opts = sqlite_options(SqliteConnectOptions::from_str("sqlite::memory:")?);
-                Backend::Sqlite(connect_sqlite(url, opts, 1).await?)
+                let pool = connect_sqlite(url, opts, 1).await?;
+                Backend::Sqlite {
+                    read: pool.clone(),
+                    write: pool,
+                }
             }
             DatabaseUrl::Postgres(u) => {
                 let opts = PgConnectOptions::from_str(u.as_str()).map_err(|e| {
@@ -178,7 +203,7 @@ impl Store {
         // sqlx's migrator takes an advisory lock on PostgreSQL, so replicas starting together
         // apply each migration exactly once.
         match &self.backend {
-            Backend::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
+            Backend::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await?,
             Backend::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
         }
         Ok(())
@@ -187,7 +212,7 @@ impl Store {
     /// Which backend this store uses ("sqlite" or "postgres").
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
-            Backend::Sqlite(_) => "sqlite",
+            Backend::Sqlite { .. } => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
     }
@@ -202,7 +227,13 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        with_pool!(self, pool => pool.close().await);
+        match &self.backend {
+            Backend::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

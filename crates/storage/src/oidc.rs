@@ -10,7 +10,7 @@ use sqlx::FromRow;
 use stackspin_domain::{AppId, UserId};
 use uuid::Uuid;
 
-use crate::{StorageError, Store, in_tx, lock_admins, with_pool};
+use crate::{StorageError, Store, in_tx, lock_admins, with_pool, with_writer};
 
 #[derive(Clone, Debug, FromRow)]
 pub struct StoredKey {
@@ -338,7 +338,7 @@ impl Store {
 
     pub async fn create_session(&self, s: &NewSession) -> Result<(), StorageError> {
         let now = Utc::now();
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query(
                 "INSERT INTO sessions (token_hash, sid, user_id, auth_time, amr, created_at, \
                  last_seen_at, expires_at, ip, user_agent) \
@@ -397,7 +397,7 @@ impl Store {
 
     /// Records stronger authentication on a live session (after enrolling a second factor).
     pub async fn update_session_amr(&self, sid: &str, amr: &[String]) -> Result<(), StorageError> {
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query("UPDATE sessions SET amr = $1 WHERE sid = $2")
                 .bind(amr.join(" "))
                 .bind(sid)
@@ -410,7 +410,7 @@ impl Store {
     /// Notes that a session signed into an app, so logging out notifies that app.
     pub async fn record_session_app(&self, sid: &str, app: AppId) -> Result<(), StorageError> {
         let now = Utc::now();
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query(
                 "INSERT INTO session_apps (sid, app_id, first_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (sid, app_id) DO NOTHING",
@@ -471,7 +471,7 @@ impl Store {
     // ----- authorization codes -----
 
     pub async fn insert_code(&self, c: &CodeRecord) -> Result<(), StorageError> {
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query(
                 "INSERT INTO auth_codes (code_hash, app_id, user_id, sid, redirect_uri, scope, \
                  nonce, code_challenge, auth_time, amr, created_at, expires_at) \
@@ -700,7 +700,7 @@ impl Store {
 
     pub async fn logout_delivered(&self, id: Uuid) -> Result<(), StorageError> {
         let now = Utc::now();
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query("UPDATE backchannel_outbox SET delivered_at = $1, attempts = attempts + 1 WHERE id = $2")
                 .bind(now)
                 .bind(id)
@@ -718,7 +718,7 @@ impl Store {
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StorageError> {
         let now = Utc::now();
-        with_pool!(self, pool => {
+        with_writer!(self, pool => {
             sqlx::query(
                 "UPDATE backchannel_outbox SET attempts = attempts + 1, last_error = $1, \
                  next_attempt_at = COALESCE($2, next_attempt_at), \

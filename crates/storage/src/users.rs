@@ -7,7 +7,7 @@ use stackspin_domain::{
 };
 use uuid::Uuid;
 
-use crate::{StorageError, Store, in_tx, lock_admins, with_pool};
+use crate::{StorageError, Store, in_tx, lock_admins, with_pool, with_writer};
 
 macro_rules! user_columns {
     () => {
@@ -163,7 +163,7 @@ impl Store {
         id: UserId,
         hash: &PasswordHash,
     ) -> Result<(), StorageError> {
-        let done = with_pool!(self, pool => {
+        let done = with_writer!(self, pool => {
             sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
                 .bind(hash.as_phc())
                 .bind(Utc::now())
