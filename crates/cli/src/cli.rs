@@ -60,6 +60,12 @@ pub enum Command {
     /// Manage apps registered for single sign-on.
     #[command(subcommand)]
     App(AppCommand),
+    /// Manage the identity provider's signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Show audit events (logins, MFA, recovery, invitations, role and client changes),
+    /// newest first.
+    Audit(AuditArgs),
     /// Require two-step verification: for nobody (none), admins, or everyone.
     RequireMfa {
         /// none, admins or everyone
@@ -99,6 +105,8 @@ pub enum UserCommand {
     List,
     /// Delete a user and their roles.
     Delete { email: String },
+    /// End all of a user's sessions, in Stackspin and (through back-channel logout) in apps.
+    Logout { email: String },
     /// Set a user's role in one app: admin, user or none (no access).
     SetRole {
         email: String,
@@ -142,4 +150,34 @@ pub enum AppCommand {
     List,
     /// Remove an app and every role in it.
     Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Replace the signing keys with new ones under new key ids. The old keys stay published
+    /// until the tokens they signed have expired; running servers pick the new keys up within
+    /// 30 seconds.
+    Rotate,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only events about this person (e-mail address).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only events in this app.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only this kind (login.success), or kinds starting with a prefix ending in '.' (login.).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only events at or after this time (RFC 3339, e.g. 2026-11-21T00:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events at or before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
 }

@@ -4,6 +4,7 @@
 //! errors (exit code 2) and `--help` before any configuration or database is touched.
 
 mod apps;
+mod audit;
 mod cli;
 mod credentials;
 mod output;
@@ -60,7 +61,31 @@ async fn run(cli: Cli) -> Result<()> {
         Command::User(cmd) => users::run(&settings, cmd, json).await,
         Command::App(cmd) => apps::run(&settings, cmd, json).await,
         Command::RequireMfa { policy } => require_mfa(&settings, &policy, json).await,
+        Command::Keys(cli::KeysCommand::Rotate) => rotate_keys(&settings, json).await,
+        Command::Audit(args) => audit::run(&settings, &args, json).await,
     }
+}
+
+/// Rotates the signing keys; the old ones stay published for as long as an ID token lives,
+/// plus a margin for clock skew.
+async fn rotate_keys(settings: &Settings, json: bool) -> Result<()> {
+    let store = open_existing_store(settings).await?;
+    let keep =
+        stackspin_web::ProviderOptions::default().id_token_lifetime + chrono::Duration::minutes(10);
+    let kids = stackspin_web::oidc::keys::rotate(&store, keep).await?;
+    let mut e = stackspin_storage::AuditEvent::new("keys.rotated");
+    e.actor = Some("cli".into());
+    e.detail = serde_json::json!({ "kids": kids });
+    if let Err(err) = store.record_audit(&e).await {
+        tracing::warn!(error = %err, "cannot record audit event");
+    }
+    output::emit(json, &serde_json::json!({ "new_kids": kids }), || {
+        format!(
+            "New signing keys: {}. Servers use them within 30 s; the old keys stay published for {} minutes.",
+            kids.join(", "),
+            keep.num_minutes()
+        )
+    })
 }
 
 /// Sets the two-step verification policy; it applies at each person's next sign-in.

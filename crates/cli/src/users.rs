@@ -147,6 +147,26 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
                 format!("Deleted {} <{}>.", user.name.as_str(), user.email)
             })
         }
+        UserCommand::Logout { email } => {
+            let email = Email::parse(&email)?;
+            let store = open_existing_store(settings).await?;
+            let user = store
+                .user_by_email(&email)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user with email {email}"))?;
+            let notices = store.end_user_sessions(user.id, "logout by admin").await?;
+            audit(&store, "logout", &user, None).await;
+            output::emit(
+                json,
+                &serde_json::json!({ "email": user.email, "app_notices": notices }),
+                || {
+                    format!(
+                        "Ended every session of {}; {notices} app(s) will be told by back-channel logout.",
+                        user.email
+                    )
+                },
+            )
+        }
         UserCommand::SetRole { email, app, role } => {
             let email = Email::parse(&email)?;
             let app = AppName::parse(&app)?;

@@ -269,6 +269,27 @@ async fn operator_story(site: Site) {
     let change = site.json(&["user", "set-role", "ALICE@example.org", "wiki", "none"]);
     assert_eq!(change["previous"], "admin");
 
+    let audit = site.json(&["audit", "--kind", "role.", "--user", "alice@example.org"]);
+    let kinds: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["role.changed", "role.changed"]);
+    assert_eq!(audit[0]["actor"], "cli");
+    assert_eq!(audit[0]["detail"]["role"], "none");
+    let ended = site.json(&["user", "logout", "alice@example.org"]);
+    assert_eq!(ended["app_notices"], 0);
+    let rotated = site.json(&["keys", "rotate"]);
+    let new_kids: Vec<String> = rotated["new_kids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(new_kids.len(), 2);
+
     site.json(&["user", "delete", "alice@example.org"]);
     site.json(&["app", "remove", "spa"]);
     assert_eq!(site.json(&["user", "list"]).as_array().unwrap().len(), 2);
@@ -329,6 +350,10 @@ fn help_works_without_config_cluster_or_database() {
         &["app", "list"],
         &["app", "remove"],
         &["require-mfa"],
+        &["keys"],
+        &["keys", "rotate"],
+        &["audit"],
+        &["user", "logout"],
     ];
     for args in commands {
         let mut all = args.to_vec();
