@@ -116,10 +116,9 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
-    async fn close(mut self) {
+    async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Drop stops the driver.
     }
 
     async fn log_in(&self, p: &Provider, email: &str, password: &str) {
@@ -127,6 +126,14 @@ impl Browser {
         self.fill("email", email).await;
         self.fill("password", password).await;
         self.click("login-submit").await;
+    }
+}
+
+impl Drop for Browser {
+    /// Also runs when a test fails midway, so no chromedriver outlives its test.
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
     }
 }
 
