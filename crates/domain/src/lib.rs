@@ -10,6 +10,7 @@ pub mod app;
 pub mod email;
 pub mod mail;
 pub mod password;
+pub mod retry;
 pub mod role;
 pub mod secret;
 pub mod settings;

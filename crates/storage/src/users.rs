@@ -16,6 +16,22 @@ macro_rules! user_columns {
 }
 pub(crate) use user_columns;
 
+/// Loads the user with `$email` inside transaction `$tx`, or returns `UserNotFound`.
+macro_rules! user_in_tx {
+    ($tx:ident, $email:expr) => {
+        sqlx::query_as::<_, UserRow>(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE lower(email) = $1"
+        ))
+        .bind($email.normalized())
+        .fetch_optional(&mut *$tx)
+        .await?
+        .ok_or_else(|| StorageError::UserNotFound($email.to_string()))?
+        .into_user()?
+    };
+}
+
 #[derive(FromRow)]
 pub(crate) struct UserRow {
     id: Uuid,
@@ -130,14 +146,7 @@ impl Store {
     pub async fn delete_user(&self, email: &Email) -> Result<User, StorageError> {
         let deleted = in_tx!(self, tx, d => {
             lock_admins!(tx, d);
-            let user = sqlx::query_as::<_, UserRow>(concat!(
-                "SELECT ", user_columns!(), " FROM users WHERE lower(email) = $1"
-            ))
-            .bind(email.normalized())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StorageError::UserNotFound(email.to_string()))?
-            .into_user()?;
+            let user = user_in_tx!(tx, email);
             if user.is_admin {
                 let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_admin")
                     .fetch_one(&mut *tx)
@@ -187,14 +196,7 @@ impl Store {
         role: Role,
     ) -> Result<RoleChange, StorageError> {
         let change = in_tx!(self, tx, _d => {
-            let user = sqlx::query_as::<_, UserRow>(concat!(
-                "SELECT ", user_columns!(), " FROM users WHERE lower(email) = $1"
-            ))
-            .bind(email.normalized())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StorageError::UserNotFound(email.to_string()))?
-            .into_user()?;
+            let user = user_in_tx!(tx, email);
             let (app_id, previous): (Uuid, String) = sqlx::query_as(
                 "SELECT a.id, COALESCE(r.role, a.default_role) FROM apps a \
                  LEFT JOIN user_app_roles r ON r.app_id = a.id AND r.user_id = $1 \

@@ -73,11 +73,7 @@ pub async fn submit(
 ) -> Response {
     let return_to = safe_return(&f.return_to).to_owned();
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            "The sign-in form expired or came from another site. Reload the page and sign in again.",
-        );
+        return pages::form_expired();
     }
     let (jar, csrf) = session::csrf_token(&state, jar);
     let ip = peer.ip().to_string();

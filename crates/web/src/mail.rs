@@ -12,12 +12,15 @@ use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, message::header::ContentType,
     transport::smtp::authentication::Credentials,
 };
-use stackspin_domain::settings::{MailSettings, SmtpSecurity};
+use stackspin_domain::{
+    retry::Backoff,
+    settings::{MailSettings, SmtpSecurity},
+};
 use stackspin_storage::DueMail;
 
 use crate::AppState;
 
-const MAX_ATTEMPTS: i32 = 30;
+const MAX_ATTEMPTS: u32 = 30;
 
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -104,24 +107,24 @@ async fn deliver(state: &AppState, mailer: &Mailer, m: DueMail) {
             state.store.mail_sent(m.id).await
         }
         Err(reason) => {
-            let attempt = m.attempts + 1;
-            if attempt >= MAX_ATTEMPTS {
-                tracing::error!(%reason, attempt, "mail could not be sent; giving up");
-                state.store.mail_failed(m.id, &reason, None).await
-            } else {
-                let base = state.options.mail_retry_base.as_millis() as i64;
-                let delay_ms =
-                    (base << u32::try_from(attempt - 1).unwrap_or(0).min(10)).min(3_600_000);
-                let delay = delay_ms / 1000;
-                tracing::warn!(%reason, attempt, retry_in_secs = delay, "mail could not be sent; will retry");
-                state
-                    .store
-                    .mail_failed(
-                        m.id,
-                        &reason,
-                        Some(Utc::now() + chrono::Duration::milliseconds(delay_ms)),
-                    )
-                    .await
+            let attempt = u32::try_from(m.attempts + 1).unwrap_or(u32::MAX);
+            let backoff = Backoff {
+                base: state.options.mail_retry_base,
+                cap: Duration::from_secs(3600),
+                max_attempts: MAX_ATTEMPTS,
+            };
+            match backoff.after(attempt) {
+                Some(wait) => {
+                    tracing::warn!(%reason, attempt, retry_in_ms = wait.as_millis() as u64, "mail could not be sent; will retry");
+                    state
+                        .store
+                        .mail_failed(m.id, &reason, Some(Utc::now() + wait))
+                        .await
+                }
+                None => {
+                    tracing::error!(%reason, attempt, "mail could not be sent; giving up");
+                    state.store.mail_failed(m.id, &reason, None).await
+                }
             }
         }
     };

@@ -141,11 +141,7 @@ pub async fn login_submit(
     Form(f): Form<CodeForm>,
 ) -> Response {
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            "The form expired or came from another site. Reload the page and try again.",
-        );
+        return pages::form_expired();
     }
     let (user, return_to) = match pending(&state, &jar).await {
         Ok(Some(p)) => p,
@@ -258,12 +254,9 @@ pub async fn setup_page(
     jar: CookieJar,
     Query(q): Query<SetupQuery>,
 ) -> Response {
-    let current = match session::current(&state, &jar).await {
+    let (_, user) = match session::require(&state, &jar, "/account/mfa").await {
         Ok(c) => c,
-        Err(e) => return pages::internal_error(&e),
-    };
-    let Some((_, user)) = current else {
-        return Redirect::to("/login?return_to=%2Faccount%2Fmfa").into_response();
+        Err(resp) => return resp,
     };
     let (jar, csrf) = session::csrf_token(&state, jar);
     let return_to = safe_return(q.return_to.as_deref());
@@ -314,16 +307,11 @@ pub async fn enrol(
     Form(f): Form<EnrolForm>,
 ) -> Response {
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            "The form expired or came from another site. Reload the page and try again.",
-        );
+        return pages::form_expired();
     }
-    let (session, user) = match session::current(&state, &jar).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Redirect::to("/login").into_response(),
-        Err(e) => return pages::internal_error(&e),
+    let (session, user) = match session::require(&state, &jar, "/account/mfa").await {
+        Ok(c) => c,
+        Err(resp) => return resp,
     };
     let return_to = safe_return(Some(&f.return_to));
     let (jar, csrf) = session::csrf_token(&state, jar);
@@ -378,16 +366,11 @@ pub async fn remove(
     Form(f): Form<CodeForm>,
 ) -> Response {
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            "The form expired or came from another site. Reload the page and try again.",
-        );
+        return pages::form_expired();
     }
-    let (_, user) = match session::current(&state, &jar).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Redirect::to("/login").into_response(),
-        Err(e) => return pages::internal_error(&e),
+    let (_, user) = match session::require(&state, &jar, "/account/mfa").await {
+        Ok(c) => c,
+        Err(resp) => return resp,
     };
     let (jar, csrf) = session::csrf_token(&state, jar);
     let left = state

@@ -68,6 +68,15 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
     )
 }
 
+/// A form whose CSRF check failed: stale, or posted from another site.
+pub fn form_expired() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        "Please try again",
+        "The form expired or came from another site. Reload the page and try again.",
+    )
+}
+
 /// A failure of ours: logged with its cause, shown without it.
 pub fn internal_error(e: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %e, "request failed");

@@ -43,11 +43,7 @@ pub async fn recover_submit(
     Form(f): Form<RecoverForm>,
 ) -> Response {
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            "The form expired or came from another site. Reload the page and try again.",
-        );
+        return pages::form_expired();
     }
     let typed = f.email.trim().to_owned();
     let ip = peer.ip().to_string();
@@ -165,11 +161,7 @@ pub async fn reset_submit(
     Form(f): Form<ResetForm>,
 ) -> Response {
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            "The form expired or came from another site. Reload the page and try again.",
-        );
+        return pages::form_expired();
     }
     let token_hash = hash_secret(&f.token);
     let (user, purpose) = match state.store.link_user(&token_hash).await {

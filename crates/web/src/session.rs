@@ -94,6 +94,24 @@ pub async fn current(
     Ok(Some((session, user)))
 }
 
+/// The signed-in person, or the response that sends them to log in (returning to
+/// `return_to` afterwards) or reports the failure.
+pub async fn require(
+    state: &AppState,
+    jar: &CookieJar,
+    return_to: &str,
+) -> Result<(SessionRecord, User), axum::response::Response> {
+    use axum::response::IntoResponse;
+    match current(state, jar).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => {
+            let to: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+            Err(axum::response::Redirect::to(&format!("/login?return_to={to}")).into_response())
+        }
+        Err(e) => Err(crate::pages::internal_error(&e)),
+    }
+}
+
 /// The CSRF token for forms on this response, creating the cookie if the browser has none.
 pub fn csrf_token(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
     if let Some(c) = jar.get(csrf_cookie_name(state))

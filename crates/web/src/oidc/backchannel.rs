@@ -9,13 +9,18 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use stackspin_domain::{SigningAlg, secret::random_token};
+use stackspin_domain::{SigningAlg, retry::Backoff, secret::random_token};
 use stackspin_identity::{claims, jwt};
 use stackspin_storage::DueLogout;
 
 use crate::AppState;
 
-const MAX_ATTEMPTS: i32 = 12;
+/// 1 s doubling to an hour, 12 attempts: about two hours before giving up.
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    cap: Duration::from_secs(3600),
+    max_attempts: 12,
+};
 
 /// Runs until the process stops: wakes when this process queues a notice, and polls for
 /// notices queued elsewhere (another replica, the admin CLI).
@@ -36,30 +41,25 @@ pub async fn run(state: AppState) {
 }
 
 async fn deliver(state: &AppState, d: DueLogout) {
-    let outcome = send(state, &d).await;
-    let result = match outcome {
+    let result = match send(state, &d).await {
         Ok(()) => {
             tracing::info!(client_id = %d.client_id, "back-channel logout delivered");
             state.store.logout_delivered(d.id).await
         }
         Err(reason) => {
-            let attempt = d.attempts + 1;
-            if attempt >= MAX_ATTEMPTS {
-                tracing::error!(client_id = %d.client_id, %reason, attempt, "back-channel logout failed; giving up");
-                state.store.logout_failed(d.id, &reason, None).await
-            } else {
-                let delay = 2i64
-                    .saturating_pow(u32::try_from(attempt - 1).unwrap_or(0))
-                    .min(3600);
-                tracing::warn!(client_id = %d.client_id, %reason, attempt, retry_in_secs = delay, "back-channel logout failed; will retry");
-                state
-                    .store
-                    .logout_failed(
-                        d.id,
-                        &reason,
-                        Some(Utc::now() + chrono::Duration::seconds(delay)),
-                    )
-                    .await
+            let attempt = u32::try_from(d.attempts + 1).unwrap_or(u32::MAX);
+            match BACKOFF.after(attempt) {
+                Some(wait) => {
+                    tracing::warn!(client_id = %d.client_id, %reason, attempt, retry_in_secs = wait.as_secs(), "back-channel logout failed; will retry");
+                    state
+                        .store
+                        .logout_failed(d.id, &reason, Some(Utc::now() + wait))
+                        .await
+                }
+                None => {
+                    tracing::error!(client_id = %d.client_id, %reason, attempt, "back-channel logout failed; giving up");
+                    state.store.logout_failed(d.id, &reason, None).await
+                }
             }
         }
     };
