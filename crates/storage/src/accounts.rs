@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     StorageError, Store, in_tx,
-    oidc::queue_logouts,
+    oidc::{queue_logouts, record_failure},
     users::{UserRow, insert_user, user_columns},
     with_pool, with_writer,
 };
@@ -273,26 +273,14 @@ impl Store {
         Ok(())
     }
 
+    /// Records a failed attempt: retry at `retry_at`, or give up when it is `None`.
     pub async fn mail_failed(
         &self,
         id: Uuid,
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StorageError> {
-        let now = Utc::now();
-        with_writer!(self, pool => {
-            sqlx::query(
-                "UPDATE mail_outbox SET attempts = attempts + 1, last_error = $1, \
-                 next_attempt_at = COALESCE($2, next_attempt_at), \
-                 failed_at = CASE WHEN $2 IS NULL THEN $3 ELSE NULL END WHERE id = $4",
-            )
-            .bind(error)
-            .bind(retry_at)
-            .bind(now)
-            .bind(id)
-            .execute(pool)
-            .await?;
-        });
+        record_failure!(self, "mail_outbox", id, error, retry_at);
         Ok(())
     }
 

@@ -205,6 +205,28 @@ pub struct DueLogout {
     pub attempts: i32,
 }
 
+/// Records a failed delivery in one of the outbox tables (`backchannel_outbox`,
+/// `mail_outbox`), which share these columns: retry at `$retry_at`, or give up when `None`.
+macro_rules! record_failure {
+    ($store:expr, $table:literal, $id:expr, $error:expr, $retry_at:expr) => {{
+        let now = Utc::now();
+        with_writer!($store, pool => {
+            sqlx::query(concat!(
+                "UPDATE ", $table, " SET attempts = attempts + 1, last_error = $1, \
+                 next_attempt_at = COALESCE($2, next_attempt_at), \
+                 failed_at = CASE WHEN $2 IS NULL THEN $3 ELSE NULL END WHERE id = $4"
+            ))
+            .bind($error)
+            .bind($retry_at)
+            .bind(now)
+            .bind($id)
+            .execute(pool)
+            .await?;
+        });
+    }};
+}
+pub(crate) use record_failure;
+
 /// Inserts one token inside a transaction.
 macro_rules! insert_token {
     ($exec:expr, $t:expr) => {{
@@ -407,23 +429,6 @@ impl Store {
         Ok(())
     }
 
-    /// Notes that a session signed into an app, so logging out notifies that app.
-    pub async fn record_session_app(&self, sid: &str, app: AppId) -> Result<(), StorageError> {
-        let now = Utc::now();
-        with_writer!(self, pool => {
-            sqlx::query(
-                "INSERT INTO session_apps (sid, app_id, first_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (sid, app_id) DO NOTHING",
-            )
-            .bind(sid)
-            .bind(app.0)
-            .bind(now)
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
-    }
-
     /// Ends one session: its tokens are revoked and every app it signed into is queued a
     /// logout notice. Returns how many notices were queued.
     pub async fn end_session(&self, sid: &str, reason: &str) -> Result<usize, StorageError> {
@@ -547,10 +552,25 @@ impl Store {
 
     // ----- tokens -----
 
+    /// Stores freshly issued tokens. Tokens tied to a browser session also record that the
+    /// session signed into their app, in the same transaction, so logging out later notifies
+    /// that app.
     pub async fn insert_tokens(&self, tokens: &[TokenRecord]) -> Result<(), StorageError> {
+        let now = Utc::now();
         in_tx!(self, tx, _d => {
             for t in tokens {
                 insert_token!(&mut *tx, t);
+            }
+            if let Some(t) = tokens.iter().find(|t| t.sid.is_some()) {
+                sqlx::query(
+                    "INSERT INTO session_apps (sid, app_id, first_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (sid, app_id) DO NOTHING",
+                )
+                .bind(t.sid.as_deref())
+                .bind(t.app_id.0)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             }
         });
         Ok(())
@@ -717,20 +737,7 @@ impl Store {
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<(), StorageError> {
-        let now = Utc::now();
-        with_writer!(self, pool => {
-            sqlx::query(
-                "UPDATE backchannel_outbox SET attempts = attempts + 1, last_error = $1, \
-                 next_attempt_at = COALESCE($2, next_attempt_at), \
-                 failed_at = CASE WHEN $2 IS NULL THEN $3 ELSE NULL END WHERE id = $4",
-            )
-            .bind(error)
-            .bind(retry_at)
-            .bind(now)
-            .bind(id)
-            .execute(pool)
-            .await?;
-        });
+        record_failure!(self, "backchannel_outbox", id, error, retry_at);
         Ok(())
     }
 

@@ -102,11 +102,6 @@ async fn authorization_code(
         amr,
     };
     let (access, refresh) = issue_pair(state, app, &user, &grant).await?;
-    state
-        .store
-        .record_session_app(&rec.sid, app.id)
-        .await
-        .map_err(OAuthError::server)?;
     let id_token = id_token(
         state,
         app,
