@@ -11,6 +11,7 @@
 mod accounts;
 mod apps;
 mod audit;
+mod directory;
 mod error;
 mod oidc;
 mod setup;
@@ -27,6 +28,7 @@ use stackspin_domain::settings::DatabaseUrl;
 
 pub use accounts::{DueMail, LinkPurpose, NewLink, OutgoingMail};
 pub use audit::{AuditEvent, AuditFilter};
+pub use directory::{UserPage, UserPageRequest, UserPatch, UserSort};
 pub use error::StorageError;
 pub use oidc::{
     CodeRecord, CodeRedemption, DueLogout, NewSession, RefreshOutcome, SessionRecord, StoredKey,

@@ -359,6 +359,141 @@ async fn roles_default_change_and_cascade(store: &Store) {
     );
 }
 
+async fn user_pages_search_sort_and_page(store: &Store) {
+    use stackspin_storage::{UserPageRequest, UserSort};
+    for (addr, name) in [
+        ("zoe@example.org", "Zoe Zed"),
+        ("adam@example.org", "Adam 50% Off"),
+        ("bea@example.org", "Bea Smith"),
+        ("carl@other.org", "Carl Smith"),
+    ] {
+        let mut u = new_user(addr, false);
+        u.name = UserName::parse(name).unwrap();
+        store.create_user(&u).await.unwrap();
+    }
+    let page = |query: Option<&str>, sort, descending, page, per_page| UserPageRequest {
+        query: query.map(str::to_owned),
+        sort,
+        descending,
+        page,
+        per_page,
+    };
+    let emails = |p: &stackspin_storage::UserPage| -> Vec<String> {
+        p.users.iter().map(|u| u.email.to_string()).collect()
+    };
+    let p = store
+        .user_page(&page(None, UserSort::Email, false, 1, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (emails(&p), p.total),
+        (vec!["adam@example.org".into(), "bea@example.org".into()], 4)
+    );
+    let p = store
+        .user_page(&page(None, UserSort::Email, false, 2, 2))
+        .await
+        .unwrap();
+    assert_eq!(emails(&p), ["carl@other.org", "zoe@example.org"]);
+    let p = store
+        .user_page(&page(Some("SMITH"), UserSort::Name, true, 1, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        (emails(&p), p.total),
+        (vec!["carl@other.org".into(), "bea@example.org".into()], 2)
+    );
+    let p = store
+        .user_page(&page(Some("other.org"), UserSort::Email, false, 1, 10))
+        .await
+        .unwrap();
+    assert_eq!(emails(&p), ["carl@other.org"]);
+    // LIKE wildcards typed by the admin are literal characters.
+    let p = store
+        .user_page(&page(Some("50%"), UserSort::Email, false, 1, 10))
+        .await
+        .unwrap();
+    assert_eq!(emails(&p), ["adam@example.org"]);
+    let p = store
+        .user_page(&page(Some("_"), UserSort::Email, false, 1, 10))
+        .await
+        .unwrap();
+    assert_eq!(p.total, 0);
+}
+
+async fn edits_detect_concurrent_changes(store: &Store) {
+    use stackspin_storage::UserPatch;
+    let admin = store
+        .create_user(&new_user("root@example.org", true))
+        .await
+        .unwrap();
+    let u = store
+        .create_user(&new_user("edit@example.org", false))
+        .await
+        .unwrap();
+    let patch = UserPatch {
+        name: Some(UserName::parse("First Edit").unwrap()),
+        ..Default::default()
+    };
+    let first = store.update_user(u.id, u.updated_at, &patch).await.unwrap();
+    assert_eq!(first.name.as_str(), "First Edit");
+    // A second admin who read the old version must not overwrite the first edit.
+    let stale = UserPatch {
+        name: Some(UserName::parse("Second Edit").unwrap()),
+        ..Default::default()
+    };
+    let err = store
+        .update_user(u.id, u.updated_at, &stale)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store.user_by_id(u.id).await.unwrap().unwrap().name.as_str(),
+        "First Edit"
+    );
+    // Email changes keep uniqueness; the last admin cannot be demoted.
+    let taken = UserPatch {
+        email: Some(email("ROOT@example.org")),
+        ..Default::default()
+    };
+    let err = store
+        .update_user(u.id, first.updated_at, &taken)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::DuplicateEmail(_)), "{err:?}");
+    let demote = UserPatch {
+        is_admin: Some(false),
+        ..Default::default()
+    };
+    let err = store
+        .update_user(admin.id, admin.updated_at, &demote)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::LastAdmin(_)), "{err:?}");
+}
+
+async fn api_tokens_act_for_their_creator(store: &Store) {
+    let admin = store
+        .create_user(&new_user("ops@example.org", true))
+        .await
+        .unwrap();
+    store
+        .create_api_token(admin.id, "ci", "hash-1")
+        .await
+        .unwrap();
+    let who = store.api_token_user("hash-1").await.unwrap().unwrap();
+    assert_eq!(who.id, admin.id);
+    assert!(store.api_token_user("nope").await.unwrap().is_none());
+    store
+        .create_user(&new_user("other-admin@example.org", true))
+        .await
+        .unwrap();
+    store.delete_user(&admin.email).await.unwrap();
+    assert!(
+        store.api_token_user("hash-1").await.unwrap().is_none(),
+        "goes with its creator"
+    );
+}
+
 async fn ping_and_backend(store: &Store) {
     store.ping().await.unwrap();
     assert!(["sqlite", "postgres"].contains(&store.backend_name()));
@@ -398,6 +533,9 @@ on_both_backends!(
     concurrent_writers_all_succeed,
     apps_register_list_and_remove,
     roles_default_change_and_cascade,
+    user_pages_search_sort_and_page,
+    edits_detect_concurrent_changes,
+    api_tokens_act_for_their_creator,
     ping_and_backend,
 );
 

@@ -1,0 +1,193 @@
+//! The user directory as admins browse and edit it: search, sort and pages; edits that detect
+//! a concurrent change; admin API tokens.
+
+use chrono::{DateTime, Utc};
+use stackspin_domain::{Email, User, UserId, UserName};
+use uuid::Uuid;
+
+use crate::{
+    StorageError, Store, in_tx, lock_admins,
+    users::{UserRow, user_columns},
+    with_pool, with_writer,
+};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UserSort {
+    #[default]
+    Email,
+    Name,
+    Created,
+}
+
+/// One page of the user list. `query` matches e-mail or name, case-insensitively.
+#[derive(Clone, Debug)]
+pub struct UserPageRequest {
+    pub query: Option<String>,
+    pub sort: UserSort,
+    pub descending: bool,
+    /// 1-based.
+    pub page: u32,
+    pub per_page: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub total: u64,
+}
+
+/// A change to a user. `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct UserPatch {
+    pub email: Option<Email>,
+    pub name: Option<UserName>,
+    pub is_admin: Option<bool>,
+}
+
+/// Escapes LIKE wildcards so a search for `50%` finds "50%", not everything.
+fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+macro_rules! page_query {
+    ($order:literal) => {
+        concat!(
+            "SELECT ", user_columns!(), " FROM users \
+             WHERE ($1 IS NULL OR lower(email) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\') \
+             ORDER BY ", $order, ", id LIMIT $2 OFFSET $3"
+        )
+    };
+}
+
+impl Store {
+    pub async fn user_page(&self, r: &UserPageRequest) -> Result<UserPage, StorageError> {
+        let pattern = r
+            .query
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(like_pattern);
+        let per_page = i64::from(r.per_page.clamp(1, 500));
+        let offset = i64::from(r.page.max(1) - 1) * per_page;
+        // The order is chosen from a closed set, so each query stays a static string.
+        let sql: &'static str = match (r.sort, r.descending) {
+            (UserSort::Email, false) => page_query!("lower(email) ASC"),
+            (UserSort::Email, true) => page_query!("lower(email) DESC"),
+            (UserSort::Name, false) => page_query!("lower(name) ASC"),
+            (UserSort::Name, true) => page_query!("lower(name) DESC"),
+            (UserSort::Created, false) => page_query!("created_at ASC"),
+            (UserSort::Created, true) => page_query!("created_at DESC"),
+        };
+        let (rows, total): (Vec<UserRow>, i64) = with_pool!(self, pool => {
+            let rows = sqlx::query_as::<_, UserRow>(sql)
+                .bind(pattern.as_deref())
+                .bind(per_page)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let total: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM users \
+                 WHERE ($1 IS NULL OR lower(email) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\')",
+            )
+            .bind(pattern.as_deref())
+            .fetch_one(pool)
+            .await?;
+            (rows, total)
+        });
+        Ok(UserPage {
+            users: rows
+                .into_iter()
+                .map(UserRow::into_user)
+                .collect::<Result<_, _>>()?,
+            total: u64::try_from(total).unwrap_or_default(),
+        })
+    }
+
+    /// Applies `patch` if the user is still as the caller saw it (`expected` is the
+    /// `updated_at` they read): two admins editing one user do not silently overwrite each
+    /// other. Demoting the last admin is refused.
+    pub async fn update_user(
+        &self,
+        id: UserId,
+        expected: DateTime<Utc>,
+        patch: &UserPatch,
+    ) -> Result<User, StorageError> {
+        let now = Utc::now();
+        let updated = in_tx!(self, tx, d => {
+            lock_admins!(tx, d);
+            let current = sqlx::query_as::<_, UserRow>(concat!(
+                "SELECT ", user_columns!(), " FROM users WHERE id = $1"
+            ))
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StorageError::UserNotFound(id.to_string()))?
+            .into_user()?;
+            // Timestamps round-trip at microsecond precision on both backends.
+            if current.updated_at.timestamp_micros() != expected.timestamp_micros() {
+                return Err(StorageError::Conflict(current.email.to_string()));
+            }
+            if current.is_admin && patch.is_admin == Some(false) {
+                let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_admin")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if admins <= 1 {
+                    return Err(StorageError::LastAdmin(current.email.to_string()));
+                }
+            }
+            let email = patch.email.clone().unwrap_or(current.email.clone());
+            let name = patch.name.clone().unwrap_or(current.name.clone());
+            let is_admin = patch.is_admin.unwrap_or(current.is_admin);
+            sqlx::query("UPDATE users SET email = $1, name = $2, is_admin = $3, updated_at = $4 WHERE id = $5")
+                .bind(email.as_str())
+                .bind(name.as_str())
+                .bind(is_admin)
+                .bind(now)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| crate::error::on_unique(e, || StorageError::DuplicateEmail(email.to_string())))?;
+            User { email, name, is_admin, updated_at: now, ..current }
+        });
+        Ok(updated)
+    }
+
+    /// Creates an API token for an admin; the caller keeps the token, we keep its hash.
+    pub async fn create_api_token(
+        &self,
+        user: UserId,
+        name: &str,
+        token_hash: &str,
+    ) -> Result<(), StorageError> {
+        let now = Utc::now();
+        with_writer!(self, pool => {
+            sqlx::query("INSERT INTO api_tokens (token_hash, name, user_id, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(token_hash)
+                .bind(name)
+                .bind(user.0)
+                .bind(now)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The user an API token acts for, if the token is live.
+    pub async fn api_token_user(&self, token_hash: &str) -> Result<Option<User>, StorageError> {
+        let id: Option<Uuid> = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+                .bind(token_hash)
+                .fetch_optional(pool)
+                .await?
+        });
+        match id {
+            Some(id) => self.user_by_id(UserId(id)).await,
+            None => Ok(None),
+        }
+    }
+}
