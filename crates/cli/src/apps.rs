@@ -3,8 +3,8 @@
 use anyhow::Result;
 use serde::Serialize;
 use stackspin_domain::{
-    App, AppName, ClientId, NewApp, RedirectUri, Role, SigningAlg,
-    app::{parse_app_home, parse_backchannel_uri},
+    App, AppName, ClientId, RedirectUri, Role, SigningAlg,
+    app::AppInput,
     secret::{hash_secret, new_client_id, new_client_secret},
     settings::Settings,
 };
@@ -61,32 +61,26 @@ pub async fn run(settings: &Settings, cmd: AppCommand, json: bool) -> Result<()>
             default_role,
             id_token_alg,
         } => {
-            let name = AppName::parse(&name)?;
-            let new = NewApp {
-                display_name: display_name.unwrap_or_else(|| name.to_string()),
+            let new = AppInput {
                 name,
-                url: parse_app_home(&url)?,
-                redirect_uris: redirect_uris
-                    .iter()
-                    .map(|u| RedirectUri::parse(u))
-                    .collect::<Result<_, _>>()?,
-                post_logout_redirect_uris: post_logout_redirect_uris
-                    .iter()
-                    .map(|u| RedirectUri::parse(u))
-                    .collect::<Result<_, _>>()?,
-                backchannel_logout_uri: backchannel_logout_uri
-                    .as_deref()
-                    .map(parse_backchannel_uri)
-                    .transpose()?,
+                display_name,
+                url,
+                redirect_uris,
+                post_logout_redirect_uris,
+                backchannel_logout_uri,
                 public,
-                default_role: default_role.parse()?,
-                id_token_alg: SigningAlg::parse(&id_token_alg).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "unknown ID token algorithm {id_token_alg:?}: use RS256 or ES256"
-                    )
-                })?,
+                default_role: Some(default_role),
+                id_token_alg: Some(id_token_alg),
             }
-            .validate()?;
+            .validate()
+            .map_err(|errors| {
+                // One line: the first problem is enough to fix and rerun.
+                let (_, first) = errors
+                    .into_iter()
+                    .next()
+                    .unwrap_or(("", "invalid app".into()));
+                anyhow::anyhow!(first)
+            })?;
             let store = open_existing_store(settings).await?;
             // The secret is shown once, here; only its hash is stored.
             let secret = (!new.public).then(new_client_secret);

@@ -60,6 +60,9 @@ pub enum Command {
     /// Manage apps registered for single sign-on.
     #[command(subcommand)]
     App(AppCommand),
+    /// Manage API tokens for /api/v1.
+    #[command(subcommand)]
+    ApiToken(ApiTokenCommand),
     /// Manage the identity provider's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -180,4 +183,16 @@ pub struct AuditArgs {
     /// At most this many events.
     #[arg(long, default_value_t = 100)]
     pub limit: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiTokenCommand {
+    /// Create a token that acts with an admin's rights; it is shown once.
+    Create {
+        /// A name to recognise the token by.
+        name: String,
+        /// The admin the token acts for.
+        #[arg(long = "as", value_name = "EMAIL")]
+        admin: String,
+    },
 }

@@ -62,6 +62,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::App(cmd) => apps::run(&settings, cmd, json).await,
         Command::RequireMfa { policy } => require_mfa(&settings, &policy, json).await,
         Command::Keys(cli::KeysCommand::Rotate) => rotate_keys(&settings, json).await,
+        Command::ApiToken(cli::ApiTokenCommand::Create { name, admin }) => {
+            create_api_token(&settings, &name, &admin, json).await
+        }
         Command::Audit(args) => audit::run(&settings, &args, json).await,
     }
 }
@@ -86,6 +89,52 @@ async fn rotate_keys(settings: &Settings, json: bool) -> Result<()> {
             keep.num_minutes()
         )
     })
+}
+
+/// Creates an admin API token. Only its hash is stored; the token is printed once.
+async fn create_api_token(settings: &Settings, name: &str, admin: &str, json: bool) -> Result<()> {
+    let email = stackspin_domain::Email::parse(admin)?;
+    if name.trim().is_empty() {
+        bail!("the token needs a name");
+    }
+    let store = open_existing_store(settings).await?;
+    let user = store
+        .user_by_email(&email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user with email {email}"))?;
+    if !user.is_admin {
+        bail!("{email} is not an admin: API tokens act with an admin's rights");
+    }
+    let token = format!(
+        "{}{}",
+        stackspin_web::api::TOKEN_PREFIX,
+        stackspin_domain::secret::random_token(32)
+    );
+    store
+        .create_api_token(
+            user.id,
+            name.trim(),
+            &stackspin_domain::secret::hash_secret(&token),
+        )
+        .await?;
+    let mut e = stackspin_storage::AuditEvent::new("api_token.created");
+    e.actor = Some("cli".into());
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    e.detail = serde_json::json!({ "name": name.trim() });
+    if let Err(err) = store.record_audit(&e).await {
+        tracing::warn!(error = %err, "cannot record audit event");
+    }
+    output::emit(
+        json,
+        &serde_json::json!({ "name": name.trim(), "token": token }),
+        || {
+            format!(
+                "API token {:?} for {email}:\n  {token}\nStore it now: it is not shown again.",
+                name.trim()
+            )
+        },
+    )
 }
 
 /// Sets the two-step verification policy; it applies at each person's next sign-in.

@@ -85,6 +85,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
                 store
                     .invite_user(
                         &new,
+                        &[],
                         &NewLink {
                             token_hash: hash_secret(&token),
                             purpose: LinkPurpose::Invite,

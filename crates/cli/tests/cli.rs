@@ -354,6 +354,7 @@ fn help_works_without_config_cluster_or_database() {
         &["keys", "rotate"],
         &["audit"],
         &["user", "logout"],
+        &["api-token", "create"],
     ];
     for args in commands {
         let mut all = args.to_vec();

@@ -249,9 +249,147 @@ impl NewApp {
     }
 }
 
+/// An app registration as typed (CLI flags, API body, Dashboard form), before checking.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct AppInput {
+    pub name: String,
+    pub display_name: Option<String>,
+    pub url: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    pub public: bool,
+    pub default_role: Option<String>,
+    pub id_token_alg: Option<String>,
+}
+
+impl AppInput {
+    /// Checks every field and returns all problems, each with the field it belongs to.
+    pub fn validate(&self) -> Result<NewApp, Vec<(&'static str, String)>> {
+        let mut errors = vec![];
+        let mut field = |name: &'static str, r: Result<(), String>| {
+            if let Err(e) = r {
+                errors.push((name, e));
+            }
+        };
+        let name = AppName::parse(&self.name);
+        field(
+            "name",
+            name.as_ref().map(|_| ()).map_err(ToString::to_string),
+        );
+        let url = parse_app_home(&self.url);
+        field("url", url.as_ref().map(|_| ()).map_err(ToString::to_string));
+        let parse_all = |list: &[String]| -> Result<Vec<RedirectUri>, String> {
+            list.iter()
+                .map(|u| RedirectUri::parse(u).map_err(|e| e.to_string()))
+                .collect()
+        };
+        let redirects = parse_all(&self.redirect_uris);
+        field(
+            "redirect_uris",
+            redirects.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let post_logout = parse_all(&self.post_logout_redirect_uris);
+        field(
+            "post_logout_redirect_uris",
+            post_logout.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let backchannel = self
+            .backchannel_logout_uri
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .map(parse_backchannel_uri)
+            .transpose();
+        field(
+            "backchannel_logout_uri",
+            backchannel
+                .as_ref()
+                .map(|_| ())
+                .map_err(ToString::to_string),
+        );
+        let role = self
+            .default_role
+            .as_deref()
+            .unwrap_or("user")
+            .parse::<Role>();
+        field(
+            "default_role",
+            role.as_ref().map(|_| ()).map_err(ToString::to_string),
+        );
+        let alg_s = self.id_token_alg.as_deref().unwrap_or("RS256");
+        let alg = SigningAlg::parse(alg_s)
+            .ok_or_else(|| format!("unknown ID token algorithm {alg_s:?}: use RS256 or ES256"));
+        field(
+            "id_token_alg",
+            alg.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let (
+            Ok(name),
+            Ok(url),
+            Ok(redirect_uris),
+            Ok(post_logout_redirect_uris),
+            Ok(backchannel_logout_uri),
+            Ok(default_role),
+            Ok(id_token_alg),
+        ) = (name, url, redirects, post_logout, backchannel, role, alg)
+        else {
+            return Err(errors);
+        };
+        NewApp {
+            display_name: self
+                .display_name
+                .clone()
+                .filter(|d| !d.trim().is_empty())
+                .unwrap_or_else(|| name.to_string()),
+            name,
+            url,
+            redirect_uris,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
+            public: self.public,
+            default_role,
+            id_token_alg,
+        }
+        .validate()
+        .map_err(|e| {
+            let field = match e {
+                AppError::NoRedirectUri => "redirect_uris",
+                _ => "display_name",
+            };
+            vec![(field, e.to_string())]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_reports_every_bad_field() {
+        let errors = AppInput {
+            name: "Bad Name".into(),
+            url: "nope".into(),
+            redirect_uris: vec!["http://x.example.org/cb".into()],
+            default_role: Some("owner".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["name", "url", "redirect_uris", "default_role"]);
+        let ok = AppInput {
+            name: "wiki".into(),
+            url: "https://wiki.example.org".into(),
+            redirect_uris: vec!["https://wiki.example.org/cb".into()],
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(ok.display_name, "wiki");
+        assert_eq!(ok.id_token_alg, SigningAlg::Rs256);
+    }
 
     #[test]
     fn app_names() {

@@ -3,13 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
-use stackspin_domain::{NewUser, User, UserId, password::PasswordHash};
+use stackspin_domain::{AppName, NewUser, Role, User, UserId, password::PasswordHash};
 use uuid::Uuid;
 
 use crate::{
     StorageError, Store, in_tx,
     oidc::{queue_logouts, record_failure},
-    users::{UserRow, insert_user, user_columns},
+    users::{UserRow, insert_user, set_roles_in_tx, user_columns},
     with_pool, with_writer,
 };
 
@@ -88,6 +88,7 @@ impl Store {
     pub async fn invite_user(
         &self,
         new: &NewUser,
+        roles: &[(AppName, Role)],
         link: &NewLink,
         mail: &OutgoingMail,
     ) -> Result<User, StorageError> {
@@ -103,6 +104,7 @@ impl Store {
         };
         in_tx!(self, tx, _d => {
             insert_user!(&mut *tx, &user);
+            set_roles_in_tx!(tx, user.id, roles);
             insert_link_and_mail!(tx, user.id, link, mail);
         });
         Ok(user)

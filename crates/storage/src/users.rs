@@ -68,6 +68,29 @@ impl UserRow {
     }
 }
 
+/// Sets a new user's initial roles inside a transaction; an unknown app aborts it.
+macro_rules! set_roles_in_tx {
+    ($tx:ident, $user_id:expr, $roles:expr) => {
+        for (app, role) in $roles {
+            let app_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM apps WHERE name = $1")
+                .bind(app.as_str())
+                .fetch_optional(&mut *$tx)
+                .await?
+                .ok_or_else(|| $crate::StorageError::AppNotFound(app.to_string()))?;
+            sqlx::query(
+                "INSERT INTO user_app_roles (user_id, app_id, role, updated_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind($user_id.0)
+            .bind(app_id)
+            .bind(role.as_str())
+            .bind(chrono::Utc::now())
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+pub(crate) use set_roles_in_tx;
+
 /// The result of changing someone's role in one app, so callers can act on the change
 /// (the identity provider ends the person's session in that app).
 #[derive(Clone, Debug)]
@@ -82,6 +105,15 @@ impl Store {
     /// Adds a user. Fails with [`StorageError::DuplicateEmail`] if the address is taken in
     /// any capitalisation.
     pub async fn create_user(&self, new: &NewUser) -> Result<User, StorageError> {
+        self.create_user_with_roles(new, &[]).await
+    }
+
+    /// Adds a user with initial roles, all or nothing.
+    pub async fn create_user_with_roles(
+        &self,
+        new: &NewUser,
+        roles: &[(AppName, Role)],
+    ) -> Result<User, StorageError> {
         let now = Utc::now();
         let user = User {
             id: UserId::new_random(),
@@ -94,6 +126,7 @@ impl Store {
         };
         in_tx!(self, tx, _d => {
             insert_user!(&mut *tx, &user);
+            set_roles_in_tx!(tx, user.id, roles);
         });
         Ok(user)
     }

@@ -5,6 +5,7 @@
 //! Architecture invariant: handlers reach the database only through `stackspin_storage::Store`
 //! and never read process-global configuration; everything comes in through [`AppState`].
 
+pub mod api;
 mod error;
 mod health;
 mod login;
@@ -231,6 +232,7 @@ pub fn router(state: AppState) -> Router {
             "/reset",
             get(recovery::reset_form).post(recovery::reset_submit),
         )
+        .nest("/api/v1", api::routes())
         .fallback(pages::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(

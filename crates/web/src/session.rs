@@ -140,7 +140,7 @@ pub fn csrf_ok(state: &AppState, jar: &CookieJar, headers: &HeaderMap, form_toke
 /// site is refused, whatever its token. Browsers send `Origin: null` in some same-site cases
 /// (privacy-sensitive contexts, some referrer policies), so `null` defers to
 /// `Sec-Fetch-Site`.
-fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     match headers.get("origin").and_then(|v| v.to_str().ok()) {
         Some("null") | None => !matches!(fetch_site, Some("cross-site" | "same-site")),

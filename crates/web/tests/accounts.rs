@@ -195,6 +195,7 @@ async fn invite(p: &Provider, email: &str, lifetime: chrono::Duration) {
                 password_hash: None,
                 is_admin: false,
             },
+            &[],
             &NewLink {
                 token_hash: hash_secret(&token),
                 purpose: LinkPurpose::Invite,

@@ -234,6 +234,7 @@ async fn browser_accepts_an_invitation_then_enrols_and_uses_totp() {
                 password_hash: None,
                 is_admin: false,
             },
+            &[],
             &stackspin_storage::NewLink {
                 token_hash: stackspin_domain::secret::hash_secret(&token),
                 purpose: stackspin_storage::LinkPurpose::Invite,

@@ -1,0 +1,352 @@
+//! `/api/v1/users`: list, create (with invitation), show, edit, delete, per-app roles.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use stackspin_domain::{
+    AppName, Email, NewUser, Role, User, UserId, UserName,
+    secret::{hash_secret, random_token},
+};
+use stackspin_storage::{LinkPurpose, NewLink, OutgoingMail, UserPageRequest, UserPatch, UserSort};
+use uuid::Uuid;
+
+use super::{Admin, ApiError};
+use crate::AppState;
+
+fn user_json(u: &User, roles: Option<&[(AppName, Role)]>) -> Value {
+    let mut v = json!({
+        "id": u.id.to_string(),
+        "email": u.email.as_str(),
+        "name": u.name.as_str(),
+        "is_admin": u.is_admin,
+        "has_password": u.has_password(),
+        "created_at": u.created_at.to_rfc3339(),
+        "updated_at": u.updated_at.to_rfc3339(),
+        // The version to send back when editing (optimistic concurrency).
+        "version": u.updated_at.to_rfc3339(),
+    });
+    if let Some(roles) = roles {
+        let map: BTreeMap<&str, &str> = roles
+            .iter()
+            .map(|(a, r)| (a.as_str(), r.as_str()))
+            .collect();
+        v["roles"] = json!(map);
+    }
+    v
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+    page: Option<u32>,
+    per_page: Option<u32>,
+    sort: Option<String>,
+    order: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let sort = match q.sort.as_deref() {
+        None | Some("email") => UserSort::Email,
+        Some("name") => UserSort::Name,
+        Some("created_at") => UserSort::Created,
+        Some(other) => {
+            return Err(ApiError::invalid(vec![(
+                "sort",
+                format!("unknown sort {other:?}: use email, name or created_at"),
+            )]));
+        }
+    };
+    let descending = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(vec![(
+                "order",
+                format!("unknown order {other:?}: use asc or desc"),
+            )]));
+        }
+    };
+    let page = q.page.unwrap_or(1).max(1);
+    let per_page = q.per_page.unwrap_or(50).clamp(1, 500);
+    let result = state
+        .store
+        .user_page(&UserPageRequest {
+            query: q.q,
+            sort,
+            descending,
+            page,
+            per_page,
+        })
+        .await?;
+    Ok(Json(json!({
+        "users": result.users.iter().map(|u| user_json(u, None)).collect::<Vec<_>>(),
+        "total": result.total,
+        "page": page,
+        "per_page": per_page,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    email: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    is_admin: bool,
+    #[serde(default)]
+    roles: BTreeMap<String, String>,
+}
+
+/// Parses per-app roles, collecting every problem for the `roles` field.
+fn parse_roles(raw: &BTreeMap<String, String>) -> Result<Vec<(AppName, Role)>, String> {
+    raw.iter()
+        .map(|(app, role)| {
+            let app = AppName::parse(app).map_err(|e| e.to_string())?;
+            let role: Role = role
+                .parse()
+                .map_err(|e: stackspin_domain::role::RoleError| e.to_string())?;
+            Ok((app, role))
+        })
+        .collect()
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    Json(b): Json<CreateBody>,
+) -> Result<Response, ApiError> {
+    let mut errors = vec![];
+    let email = match Email::parse(b.email.as_deref().unwrap_or_default()) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            errors.push(("email", e.to_string()));
+            None
+        }
+    };
+    let name = match UserName::parse(b.name.as_deref().unwrap_or_default()) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            errors.push(("name", e.to_string()));
+            None
+        }
+    };
+    let roles = parse_roles(&b.roles)
+        .map_err(|e| errors.push(("roles", e)))
+        .ok();
+    let (Some(email), Some(name), Some(roles)) = (email, name, roles) else {
+        return Err(ApiError::invalid(errors));
+    };
+    let new = NewUser {
+        email,
+        name,
+        password_hash: None,
+        is_admin: b.is_admin,
+    };
+    let token = random_token(32);
+    let lifetime = state.options.invite_link_lifetime;
+    let link = format!("{}/reset?token={token}", state.public_url);
+    let (subject, body) =
+        stackspin_domain::mail::invitation(new.name.as_str(), &link, lifetime.num_days());
+    let user = state
+        .store
+        .invite_user(
+            &new,
+            &roles,
+            &NewLink {
+                token_hash: hash_secret(&token),
+                purpose: LinkPurpose::Invite,
+                expires_at: Utc::now() + lifetime,
+            },
+            &OutgoingMail {
+                to: new.email.to_string(),
+                subject,
+                body,
+            },
+        )
+        .await?;
+    state.mail_wake.notify_one();
+    let mut e = admin.event("user.created");
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    state.audit(e).await;
+    let roles = state.store.roles_of(user.id).await?;
+    let mut body = user_json(&user, Some(&roles));
+    // Said plainly so the Dashboard can warn when mail cannot go out now.
+    body["invitation"] = json!(if state.mailer.is_some() {
+        "queued"
+    } else {
+        "queued; outgoing mail is not configured"
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+fn parse_id(id: &str) -> Result<UserId, ApiError> {
+    Uuid::parse_str(id).map(UserId).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no user with id {id}"),
+        )
+    })
+}
+
+async fn load(state: &AppState, id: &str) -> Result<User, ApiError> {
+    let id = parse_id(id)?;
+    state.store.user_by_id(id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no user with id {id}"),
+        )
+    })
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = load(&state, &id).await?;
+    let roles = state.store.roles_of(user.id).await?;
+    Ok(Json(user_json(&user, Some(&roles))))
+}
+
+#[derive(Deserialize)]
+pub struct PatchBody {
+    email: Option<String>,
+    name: Option<String>,
+    is_admin: Option<bool>,
+    version: Option<String>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(b): Json<PatchBody>,
+) -> Result<Json<Value>, ApiError> {
+    let user = load(&state, &id).await?;
+    // The version the editor saw: from If-Match or the body. Without it we cannot tell
+    // whether someone else changed the user meanwhile, so it is required.
+    let version = headers
+        .get("if-match")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim_matches('"').to_owned())
+        .or(b.version);
+    let Some(version) = version else {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "version_required",
+            "send the version you edited (If-Match or \"version\")",
+        ));
+    };
+    let expected: DateTime<Utc> = DateTime::parse_from_rfc3339(&version)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::invalid(vec![("version", "not a version this server issued".into())])
+        })?;
+    let mut errors = vec![];
+    let email = b
+        .email
+        .as_deref()
+        .map(Email::parse)
+        .transpose()
+        .map_err(|e| errors.push(("email", e.to_string())))
+        .ok()
+        .flatten();
+    let name = b
+        .name
+        .as_deref()
+        .map(UserName::parse)
+        .transpose()
+        .map_err(|e| errors.push(("name", e.to_string())))
+        .ok()
+        .flatten();
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let demoted = user.is_admin && b.is_admin == Some(false);
+    let updated = state
+        .store
+        .update_user(
+            user.id,
+            expected,
+            &UserPatch {
+                email,
+                name,
+                is_admin: b.is_admin,
+            },
+        )
+        .await?;
+    let mut e = admin.event(if demoted {
+        "user.demoted"
+    } else {
+        "user.updated"
+    });
+    e.user_id = Some(updated.id.0);
+    e.user_email = Some(updated.email.to_string());
+    state.audit(e).await;
+    let roles = state.store.roles_of(updated.id).await?;
+    Ok(Json(user_json(&updated, Some(&roles))))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let user = load(&state, &id).await?;
+    let deleted = state.store.delete_user(&user.email).await?;
+    // Deleting ends the person's app sessions: tell the apps now.
+    state.outbox_wake.notify_one();
+    let mut e = admin.event("user.deleted");
+    e.user_id = Some(deleted.id.0);
+    e.user_email = Some(deleted.email.to_string());
+    state.audit(e).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct RoleBody {
+    role: String,
+}
+
+pub async fn set_role(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((id, app)): Path<(String, String)>,
+    Json(b): Json<RoleBody>,
+) -> Result<Json<Value>, ApiError> {
+    let user = load(&state, &id).await?;
+    let app = AppName::parse(&app)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))?;
+    let role: Role = b
+        .role
+        .parse()
+        .map_err(|e: stackspin_domain::role::RoleError| {
+            ApiError::invalid(vec![("role", e.to_string())])
+        })?;
+    let change = state.store.set_role(&user.email, &app, role).await?;
+    state.outbox_wake.notify_one();
+    let mut e = admin.event("role.changed");
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    e.app = Some(app.to_string());
+    e.detail = json!({ "previous": change.previous, "role": change.role });
+    state.audit(e).await;
+    Ok(Json(
+        json!({ "user": user.id.to_string(), "app": app.as_str(), "role": change.role, "previous": change.previous }),
+    ))
+}

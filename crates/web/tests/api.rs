@@ -1,0 +1,393 @@
+//! `/api/v1`: who may call what, and that an admin token can do what the admin pages do.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use stackspin_domain::secret::hash_secret;
+use support::*;
+
+async fn admin_token(p: &Provider) -> String {
+    let admin = p.user("root@example.org", true).await;
+    let token = "ssp_test-token-0123456789abcdef".to_owned();
+    p.store
+        .create_api_token(admin.id, "tests", &hash_secret(&token))
+        .await
+        .unwrap();
+    token
+}
+
+async fn call(
+    p: &Provider,
+    c: &reqwest::Client,
+    token: Option<&str>,
+    m: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = c.request(m, p.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn admin_endpoints(user_id: &str) -> Vec<(Method, String, Option<Value>)> {
+    vec![
+        (Method::GET, "/api/v1/users".into(), None),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(json!({"email": "x@example.org", "name": "X"})),
+        ),
+        (Method::GET, format!("/api/v1/users/{user_id}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/users/{user_id}"),
+            Some(json!({"name": "Y", "version": "2026-01-01T00:00:00Z"})),
+        ),
+        (Method::DELETE, format!("/api/v1/users/{user_id}"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/users/{user_id}/roles/wiki"),
+            Some(json!({"role": "admin"})),
+        ),
+        (Method::GET, "/api/v1/apps".into(), None),
+        (
+            Method::POST,
+            "/api/v1/apps".into(),
+            Some(
+                json!({"name": "n", "url": "https://n.example.org", "redirect_uris": ["https://n.example.org/cb"]}),
+            ),
+        ),
+        (Method::GET, "/api/v1/audit".into(), None),
+    ]
+}
+
+#[tokio::test]
+async fn non_admins_get_403_and_strangers_401_on_every_admin_endpoint() {
+    let p = start(fast_options()).await;
+    let user = p.user("ada@example.org", false).await;
+    p.app(AppSpec::default()).await;
+    let b = browser();
+    sign_in(&p, &b, "ada@example.org", PASSWORD).await;
+    for (m, path, body) in admin_endpoints(&user.id.to_string()) {
+        // Marked as our own page's request, so only the admin check can refuse it.
+        let mut req = b
+            .request(m.clone(), p.url(&path))
+            .header("x-requested-with", "stackspin");
+        if let Some(body) = &body {
+            req = req.json(body);
+        }
+        let status = req.send().await.unwrap().status().as_u16();
+        assert_eq!(status, 403, "{m} {path} as a non-admin");
+        let (status, err) = call(
+            &p,
+            &reqwest::Client::new(),
+            None,
+            m.clone(),
+            &path,
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (401, Some("unauthenticated")),
+            "{m} {path} without credentials"
+        );
+        let (status, _) = call(
+            &p,
+            &reqwest::Client::new(),
+            Some("ssp_not-a-token"),
+            m.clone(),
+            &path,
+            body,
+        )
+        .await;
+        assert_eq!(status, 401, "{m} {path} with a bad token");
+    }
+    // Nothing was changed by any of it.
+    assert_eq!(p.store.count_users().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn session_writes_need_our_marker_header() {
+    let p = start(fast_options()).await;
+    p.user("root@example.org", true).await;
+    let b = browser();
+    sign_in(&p, &b, "root@example.org", PASSWORD).await;
+    let body = json!({"email": "new@example.org", "name": "New"});
+    let resp = b
+        .post(p.url("/api/v1/users"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "a cross-site form could have sent this");
+    let resp = b
+        .post(p.url("/api/v1/users"))
+        .header("x-requested-with", "stackspin")
+        .header("origin", "https://evil.example.org")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "other origin");
+    let resp = b
+        .post(p.url("/api/v1/users"))
+        .header("x-requested-with", "stackspin")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    // Reading needs no marker.
+    assert_eq!(
+        b.get(p.url("/api/v1/users")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_admin_token_does_what_the_admin_pages_do() {
+    let p = start(fast_options()).await;
+    let token = admin_token(&p).await;
+    let http = reqwest::Client::new();
+    let t = Some(token.as_str());
+
+    let (status, app) = call(&p, &http, t, Method::POST, "/api/v1/apps", Some(json!({
+        "name": "wiki", "url": "https://wiki.example.org", "redirect_uris": ["https://wiki.example.org/cb"]
+    }))).await;
+    assert_eq!(status, 201, "{app}");
+    assert!(app["client_secret"].as_str().unwrap().len() >= 43);
+    let (_, apps) = call(&p, &http, t, Method::GET, "/api/v1/apps", None).await;
+    assert_eq!(apps["apps"][0]["name"], "wiki");
+    assert!(
+        apps["apps"][0].get("client_secret").is_none(),
+        "the secret is shown once"
+    );
+
+    let (status, err) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/apps",
+        Some(json!({
+            "name": "Bad Name", "url": "x", "redirect_uris": []
+        })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        err["fields"]["name"].is_string() && err["fields"]["url"].is_string(),
+        "{err}"
+    );
+
+    // Create with roles: one action, with an invitation queued.
+    let (status, ada) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({
+            "email": "ada@example.org", "name": "Ada", "roles": {"wiki": "admin"}
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{ada}");
+    assert_eq!(ada["roles"]["wiki"], "admin");
+    assert_eq!(ada["has_password"], false);
+    assert_eq!(p.store.pending_mail().await.unwrap(), 1);
+    let (status, err) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({
+            "email": "bob@example.org", "name": "Bob", "roles": {"nope": "user"}
+        })),
+    )
+    .await;
+    assert_eq!(status, 404, "{err}");
+    assert!(
+        p.store
+            .user_by_email(&stackspin_domain::Email::parse("bob@example.org").unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing half-saved"
+    );
+    let (status, err) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"email": "nope", "name": ""})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        err["fields"]["email"].is_string() && err["fields"]["name"].is_string(),
+        "{err}"
+    );
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"email": "ADA@example.org", "name": "Dup"})),
+    )
+    .await;
+    assert_eq!(status, 409);
+
+    // List, search and page.
+    for i in 0..5 {
+        call(
+            &p,
+            &http,
+            t,
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"email": format!("u{i}@example.org"), "name": format!("User {i}")})),
+        )
+        .await;
+    }
+    let (_, page) = call(
+        &p,
+        &http,
+        t,
+        Method::GET,
+        "/api/v1/users?q=user&per_page=2&page=2&sort=name",
+        None,
+    )
+    .await;
+    assert_eq!(page["total"], 5);
+    let names: Vec<&str> = page["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["User 2", "User 3"]);
+
+    // Edit with the version read; a stale version is a conflict, none is refused.
+    let id = ada["id"].as_str().unwrap();
+    let (_, shown) = call(
+        &p,
+        &http,
+        t,
+        Method::GET,
+        &format!("/api/v1/users/{id}"),
+        None,
+    )
+    .await;
+    let version = shown["version"].as_str().unwrap().to_owned();
+    let (status, edited) = call(
+        &p,
+        &http,
+        t,
+        Method::PATCH,
+        &format!("/api/v1/users/{id}"),
+        Some(json!({"name": "Ada L.", "version": version})),
+    )
+    .await;
+    assert_eq!((status, edited["name"].as_str()), (200, Some("Ada L.")));
+    let (status, err) = call(
+        &p,
+        &http,
+        t,
+        Method::PATCH,
+        &format!("/api/v1/users/{id}"),
+        Some(json!({"name": "Other", "version": version})),
+    )
+    .await;
+    assert_eq!((status, err["error"].as_str()), (409, Some("conflict")));
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::PATCH,
+        &format!("/api/v1/users/{id}"),
+        Some(json!({"name": "Other"})),
+    )
+    .await;
+    assert_eq!(status, 428);
+
+    // Roles, audit, deletion.
+    let (status, change) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        &format!("/api/v1/users/{id}/roles/wiki"),
+        Some(json!({"role": "none"})),
+    )
+    .await;
+    assert_eq!((status, change["previous"].as_str()), (200, Some("admin")));
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        &format!("/api/v1/users/{id}/roles/wiki"),
+        Some(json!({"role": "owner"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (_, audit) = call(
+        &p,
+        &http,
+        t,
+        Method::GET,
+        "/api/v1/audit?kind=role.changed",
+        None,
+    )
+    .await;
+    assert_eq!(audit["events"][0]["actor"], "root@example.org (API token)");
+    assert_eq!(audit["events"][0]["detail"]["role"], "none");
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::DELETE,
+        &format!("/api/v1/users/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::GET,
+        &format!("/api/v1/users/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The last admin stays.
+    let (_, root) = call(&p, &http, t, Method::GET, "/api/v1/users?q=root", None).await;
+    let root_id = root["users"][0]["id"].as_str().unwrap();
+    let (status, err) = call(
+        &p,
+        &http,
+        t,
+        Method::DELETE,
+        &format!("/api/v1/users/{root_id}"),
+        None,
+    )
+    .await;
+    assert_eq!((status, err["error"].as_str()), (409, Some("last_admin")));
+}
