@@ -391,3 +391,43 @@ async fn an_admin_token_does_what_the_admin_pages_do() {
     .await;
     assert_eq!((status, err["error"].as_str()), (409, Some("last_admin")));
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_exactly_the_routes_and_is_valid() {
+    let p = start(fast_options()).await;
+    let resp = reqwest::get(p.url("/api/v1/openapi.json")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let doc: Value = resp.json().await.unwrap();
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "parameters")
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    let mut routed: Vec<(String, String)> = stackspin_web::api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    documented.sort();
+    routed.sort();
+    assert_eq!(documented, routed, "openapi.json and the router disagree");
+
+    // And it is a valid OpenAPI 3.1 document.
+    let file = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let out = std::process::Command::new(python())
+        .args(["-m", "openapi_spec_validator", &file.display().to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openapi-spec-validator (run scripts/test): {e}"));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -15,7 +15,7 @@ use axum::{
     extract::FromRequestParts,
     http::{HeaderMap, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
-    routing::{get, put},
+    routing::get,
 };
 use axum_extra::extract::cookie::CookieJar;
 use serde_json::{Map, Value, json};
@@ -28,16 +28,35 @@ use crate::{AppState, session};
 /// for OpenID Connect access tokens.
 pub const TOKEN_PREFIX: &str = "ssp_";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(users::list).post(users::create))
-        .route(
-            "/users/{id}",
-            get(users::show).patch(users::update).delete(users::delete),
-        )
-        .route("/users/{id}/roles/{app}", put(users::set_role))
-        .route("/apps", get(apps::list).post(apps::create))
-        .route("/audit", get(audit::list))
+/// Declares the API's routes once: the router, and the list of (method, path) that the
+/// OpenAPI document is checked against.
+macro_rules! api_routes {
+    ($($path:literal => { $($method:ident $handler:path),+ $(,)? }),+ $(,)?) => {
+        /// Every route under `/api/v1`, as (method, path).
+        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),+];
+
+        pub fn routes() -> Router<AppState> {
+            Router::new()
+                $(.route($path, axum::routing::MethodRouter::new()$(.$method($handler))+))+
+                .route("/openapi.json", get(openapi))
+        }
+    };
+}
+
+api_routes! {
+    "/users" => { get users::list, post users::create },
+    "/users/{id}" => { get users::show, patch users::update, delete users::delete },
+    "/users/{id}/roles/{app}" => { put users::set_role },
+    "/apps" => { get apps::list, post apps::create },
+    "/audit" => { get audit::list },
+}
+
+/// The OpenAPI 3.1 description of this API, written by hand and checked against [`ROUTES`]
+/// by the test suite.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 /// An error as the API reports it: `{"error": code, "message": text, "fields": {...}}`.
