@@ -6,6 +6,7 @@
 //! and never read process-global configuration; everything comes in through [`AppState`].
 
 pub mod api;
+mod dashboard;
 mod error;
 mod health;
 mod login;
@@ -198,7 +199,10 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     Router::new()
-        .route("/", get(pages::index))
+        .route("/", get(dashboard::home))
+        .route("/account", get(dashboard::account))
+        .route("/account/password", post(dashboard::change_password))
+        .route("/account/sessions", post(dashboard::end_session))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

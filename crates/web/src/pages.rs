@@ -2,43 +2,9 @@
 
 use askama::Template;
 use axum::{
-    extract::State,
     http::StatusCode,
     response::{Html, IntoResponse, Response},
 };
-use axum_extra::extract::cookie::CookieJar;
-
-use crate::{AppState, session};
-
-#[derive(Template)]
-#[template(path = "index.html")]
-struct Index<'a> {
-    public_url: &'a str,
-    version: &'a str,
-    signed_in: Option<String>,
-    csrf: &'a str,
-}
-
-pub async fn index(State(state): State<AppState>, jar: CookieJar) -> Response {
-    let signed_in = match session::current(&state, &jar).await {
-        Ok(c) => c.map(|(_, u)| format!("{} <{}>", u.name.as_str(), u.email)),
-        Err(e) => return internal_error(&e),
-    };
-    let (jar, csrf) = session::csrf_token(&state, jar);
-    (
-        jar,
-        render(
-            StatusCode::OK,
-            &Index {
-                public_url: state.public_url.as_str(),
-                version: env!("CARGO_PKG_VERSION"),
-                signed_in,
-                csrf: &csrf,
-            },
-        ),
-    )
-        .into_response()
-}
 
 pub async fn not_found() -> Response {
     error(
@@ -296,4 +262,76 @@ struct RecoveryCodes<'a> {
 
 pub fn recovery_codes(codes: &[String], return_to: &str) -> Response {
     render(StatusCode::OK, &RecoveryCodes { codes, return_to })
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct Home<'a> {
+    csrf: &'a str,
+    user: &'a stackspin_domain::User,
+    tiles: &'a [crate::dashboard::Tile],
+}
+
+pub fn home(
+    csrf: &str,
+    user: &stackspin_domain::User,
+    tiles: &[crate::dashboard::Tile],
+) -> Response {
+    render(StatusCode::OK, &Home { csrf, user, tiles })
+}
+
+/// A session as the account page lists it.
+pub struct SessionRow {
+    pub sid: String,
+    pub started: String,
+    pub from: String,
+    pub device: String,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct Account<'a> {
+    csrf: &'a str,
+    user: &'a stackspin_domain::User,
+    sessions: Vec<SessionRow>,
+    mfa: bool,
+    notice: Option<(&'a str, bool)>,
+}
+
+pub fn account(
+    csrf: &str,
+    user: &stackspin_domain::User,
+    current_sid: &str,
+    sessions: &[stackspin_storage::SessionRecord],
+    mfa: bool,
+    notice: Option<(&str, bool)>,
+    status: StatusCode,
+) -> Response {
+    let sessions = sessions
+        .iter()
+        .map(|s| SessionRow {
+            sid: s.sid.clone(),
+            started: s.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            from: s.ip.clone().unwrap_or_default(),
+            device: s
+                .user_agent
+                .clone()
+                .unwrap_or_default()
+                .chars()
+                .take(60)
+                .collect(),
+            current: s.sid == current_sid,
+        })
+        .collect();
+    render(
+        status,
+        &Account {
+            csrf,
+            user,
+            sessions,
+            mfa,
+            notice,
+        },
+    )
 }

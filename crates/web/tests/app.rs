@@ -96,7 +96,7 @@ async fn metrics_count_requests_by_route_template() {
 #[tokio::test]
 async fn pages_carry_security_headers() {
     let app = spawn_app().await;
-    let r = app.get("/").await;
+    let r = app.get("/login").await;
     assert_eq!(r.status(), 200);
     let csp = r.headers()["content-security-policy"]
         .to_str()
@@ -105,7 +105,7 @@ async fn pages_carry_security_headers() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     let html = r.text().await.unwrap();
-    assert!(html.contains("Stackspin control plane"), "{html}");
+    assert!(html.contains("<h1>Log in</h1>"), "{html}");
 }
 
 #[tokio::test]

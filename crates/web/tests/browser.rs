@@ -260,6 +260,10 @@ async fn browser_accepts_an_invitation_then_enrols_and_uses_totp() {
     b.wait_for_text("Signed in as").await;
 
     // Enrol TOTP from the account page, reading the key as a person would type it.
+    b.screenshot("apps-page").await;
+    b.click("nav-account").await;
+    b.wait_for_text("My account").await;
+    b.screenshot("account-page").await;
     b.click("mfa-link").await;
     let secret = b.text("totp-secret").await;
     b.screenshot("totp-enrolment-page").await;

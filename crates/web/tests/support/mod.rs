@@ -194,6 +194,19 @@ pub fn hidden_value(html: &str, name: &str) -> String {
         .replace("&#38;", "&")
 }
 
+/// Whether the browser has a live session: the Dashboard shows, rather than sending it to log in.
+pub async fn is_signed_in(p: &Provider, b: &reqwest::Client) -> bool {
+    let resp = b.get(p.url("/")).send().await.unwrap();
+    match resp.status().as_u16() {
+        200 => true,
+        303 => {
+            assert!(location(&resp).starts_with("/login"), "{}", location(&resp));
+            false
+        }
+        other => panic!("unexpected {other} from /"),
+    }
+}
+
 /// Signs in through the login page, as a person would.
 pub async fn sign_in(
     p: &Provider,
