@@ -5,6 +5,7 @@
 //! Architecture invariant: handlers reach the database only through `stackspin_storage::Store`
 //! and never read process-global configuration; everything comes in through [`AppState`].
 
+mod admin;
 pub mod api;
 mod dashboard;
 mod error;
@@ -201,6 +202,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard::home))
         .route("/account", get(dashboard::account))
+        .route("/admin/users", get(admin::users).post(admin::create_user))
+        .route("/admin/users/new", get(admin::new_user_form))
         .route("/account/password", post(dashboard::change_password))
         .route("/account/sessions", post(dashboard::end_session))
         .route("/healthz", get(health::healthz))

@@ -335,3 +335,88 @@ pub fn account(
         },
     )
 }
+
+/// What the admin users table shows.
+pub struct UsersView {
+    pub query: String,
+    pub sort: &'static str,
+    pub descending: bool,
+    pub page: u32,
+    pub pages: u32,
+    pub total: u64,
+    pub users: Vec<stackspin_domain::User>,
+    pub created: Option<String>,
+    pub is_admin: bool,
+}
+
+impl UsersView {
+    /// The link for a column header: sorts by it, flipping the order if it already does.
+    pub fn sort_link(&self, column: &str) -> String {
+        let order = if self.sort == column && !self.descending {
+            "desc"
+        } else {
+            "asc"
+        };
+        self.link(column, order, 1)
+    }
+
+    pub fn page_link(&self, page: u32) -> String {
+        self.link(
+            self.sort,
+            if self.descending { "desc" } else { "asc" },
+            page,
+        )
+    }
+
+    fn link(&self, sort: &str, order: &str, page: u32) -> String {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", &self.query)
+            .append_pair("sort", sort)
+            .append_pair("order", order)
+            .append_pair("page", &page.to_string())
+            .finish();
+        format!("/admin/users?{q}")
+    }
+
+    /// `aria-sort` for a column header.
+    pub fn aria_sort(&self, column: &str) -> &'static str {
+        match (self.sort == column, self.descending) {
+            (false, _) => "none",
+            (true, false) => "ascending",
+            (true, true) => "descending",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin_users.html")]
+struct AdminUsers<'a> {
+    csrf: &'a str,
+    v: &'a UsersView,
+}
+
+pub fn admin_users(csrf: &str, v: &UsersView) -> Response {
+    render(StatusCode::OK, &AdminUsers { csrf, v })
+}
+
+pub struct NewUserView {
+    pub name: String,
+    pub email: String,
+    pub is_admin: bool,
+    /// (app name, display name, chosen role)
+    pub apps: Vec<(String, String, String)>,
+    pub error_name: Option<String>,
+    pub error_email: Option<String>,
+    pub error_roles: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_new_user.html")]
+struct AdminNewUser<'a> {
+    csrf: &'a str,
+    v: &'a NewUserView,
+}
+
+pub fn admin_new_user(csrf: &str, v: &NewUserView, status: StatusCode) -> Response {
+    render(status, &AdminNewUser { csrf, v })
+}

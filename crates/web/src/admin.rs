@@ -1,0 +1,265 @@
+//! The Dashboard's admin pages: the users table (server-side search, sorting and pages) and
+//! adding a user (per-app roles, invitation). Only admins get past [`require_admin`].
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Form,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use axum_extra::extract::cookie::CookieJar;
+use chrono::Utc;
+use serde::Deserialize;
+use stackspin_domain::{
+    AppName, Email, NewUser, Role, User, UserName,
+    secret::{hash_secret, random_token},
+};
+use stackspin_storage::{
+    AuditEvent, LinkPurpose, NewLink, OutgoingMail, UserPageRequest, UserSort,
+};
+
+use crate::{AppState, pages, session};
+
+/// The signed-in admin, or the page that refuses everyone else.
+async fn require_admin(
+    state: &AppState,
+    jar: &CookieJar,
+    return_to: &str,
+) -> Result<User, Response> {
+    let (_, user) = session::require(state, jar, return_to).await?;
+    if !user.is_admin {
+        return Err(pages::error(
+            StatusCode::FORBIDDEN,
+            "Admins only",
+            "This page is for administrators of your organisation.",
+        ));
+    }
+    Ok(user)
+}
+
+#[derive(Deserialize, Default)]
+pub struct UsersQuery {
+    q: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
+    page: Option<u32>,
+    created: Option<String>,
+}
+
+pub const PER_PAGE: u32 = 50;
+
+pub async fn users(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<UsersQuery>,
+) -> Response {
+    let admin = match require_admin(&state, &jar, "/admin/users").await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let sort = match q.sort.as_deref() {
+        Some("name") => UserSort::Name,
+        Some("created") => UserSort::Created,
+        _ => UserSort::Email,
+    };
+    let descending = q.order.as_deref() == Some("desc");
+    let page = q.page.unwrap_or(1).max(1);
+    let query = q.q.clone().filter(|s| !s.trim().is_empty());
+    let result = match state
+        .store
+        .user_page(&UserPageRequest {
+            query: query.clone(),
+            sort,
+            descending,
+            page,
+            per_page: PER_PAGE,
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return pages::internal_error(&e),
+    };
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    let view = pages::UsersView {
+        query: query.unwrap_or_default(),
+        sort: match sort {
+            UserSort::Email => "email",
+            UserSort::Name => "name",
+            UserSort::Created => "created",
+        },
+        descending,
+        page,
+        pages: u32::try_from(result.total.div_ceil(u64::from(PER_PAGE)))
+            .unwrap_or(u32::MAX)
+            .max(1),
+        total: result.total,
+        users: result.users,
+        created: q.created,
+        is_admin: admin.is_admin,
+    };
+    (jar, pages::admin_users(&csrf, &view)).into_response()
+}
+
+pub async fn new_user_form(State(state): State<AppState>, jar: CookieJar) -> Response {
+    if let Err(resp) = require_admin(&state, &jar, "/admin/users/new").await {
+        return resp;
+    }
+    render_new_user(
+        &state,
+        jar,
+        &NewUserForm::default(),
+        &BTreeMap::new(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Deserialize, Default)]
+pub struct NewUserForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    is_admin: Option<String>,
+    #[serde(default)]
+    csrf: String,
+    /// `role.<app>` fields, one per app.
+    #[serde(flatten)]
+    roles: BTreeMap<String, String>,
+}
+
+async fn render_new_user(
+    state: &AppState,
+    jar: CookieJar,
+    form: &NewUserForm,
+    errors: &BTreeMap<&'static str, String>,
+    status: StatusCode,
+) -> Response {
+    let apps = match state.store.list_apps().await {
+        Ok(a) => a,
+        Err(e) => return pages::internal_error(&e),
+    };
+    let rows: Vec<(String, String, String)> = apps
+        .iter()
+        .map(|a| {
+            let chosen = form
+                .roles
+                .get(&format!("role.{}", a.name))
+                .cloned()
+                .unwrap_or_else(|| a.default_role.as_str().to_owned());
+            (a.name.to_string(), a.display_name.clone(), chosen)
+        })
+        .collect();
+    let (jar, csrf) = session::csrf_token(state, jar);
+    let view = pages::NewUserView {
+        name: form.name.clone(),
+        email: form.email.clone(),
+        is_admin: form.is_admin.is_some(),
+        apps: rows,
+        error_name: errors.get("name").cloned(),
+        error_email: errors.get("email").cloned(),
+        error_roles: errors.get("roles").cloned(),
+    };
+    (jar, pages::admin_new_user(&csrf, &view, status)).into_response()
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(form): Form<NewUserForm>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &form.csrf) {
+        return pages::form_expired();
+    }
+    let admin = match require_admin(&state, &jar, "/admin/users/new").await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let mut errors = BTreeMap::new();
+    let email = Email::parse(&form.email)
+        .map_err(|e| errors.insert("email", e.to_string()))
+        .ok();
+    let name = UserName::parse(&form.name)
+        .map_err(|e| errors.insert("name", e.to_string()))
+        .ok();
+    let mut roles = vec![];
+    for (key, value) in &form.roles {
+        let Some(app) = key.strip_prefix("role.") else {
+            continue;
+        };
+        match (AppName::parse(app), value.parse::<Role>()) {
+            (Ok(app), Ok(role)) => roles.push((app, role)),
+            _ => {
+                errors.insert("roles", format!("invalid role {value:?} for {app}"));
+            }
+        }
+    }
+    let (Some(email), Some(name)) = (email, name) else {
+        return render_new_user(
+            &state,
+            jar,
+            &form,
+            &errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    if !errors.is_empty() {
+        return render_new_user(
+            &state,
+            jar,
+            &form,
+            &errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let new = NewUser {
+        email,
+        name,
+        password_hash: None,
+        is_admin: form.is_admin.is_some(),
+    };
+    let token = random_token(32);
+    let lifetime = state.options.invite_link_lifetime;
+    let link = format!("{}/reset?token={token}", state.public_url);
+    let (subject, body) =
+        stackspin_domain::mail::invitation(new.name.as_str(), &link, lifetime.num_days());
+    let created = state
+        .store
+        .invite_user(
+            &new,
+            &roles,
+            &NewLink {
+                token_hash: hash_secret(&token),
+                purpose: LinkPurpose::Invite,
+                expires_at: Utc::now() + lifetime,
+            },
+            &OutgoingMail {
+                to: new.email.to_string(),
+                subject,
+                body,
+            },
+        )
+        .await;
+    let user = match created {
+        Ok(u) => u,
+        Err(stackspin_storage::StorageError::DuplicateEmail(_)) => {
+            errors.insert("email", "a user with this email already exists".into());
+            return render_new_user(&state, jar, &form, &errors, StatusCode::CONFLICT).await;
+        }
+        Err(e) => return pages::internal_error(&e),
+    };
+    state.mail_wake.notify_one();
+    let mut e = AuditEvent::new("user.created");
+    e.actor = Some(admin.email.to_string());
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    state.audit(e).await;
+    let to: String = url::form_urlencoded::byte_serialize(user.email.as_str().as_bytes()).collect();
+    Redirect::to(&format!("/admin/users?created={to}")).into_response()
+}
