@@ -2,12 +2,12 @@
 //! a concurrent change; admin API tokens.
 
 use chrono::{DateTime, Utc};
-use stackspin_domain::{Email, User, UserId, UserName};
+use stackspin_domain::{AppName, Email, Role, User, UserId, UserName};
 use uuid::Uuid;
 
 use crate::{
-    StorageError, Store, in_tx, lock_admins,
-    users::{UserRow, user_columns},
+    RoleChange, StorageError, Store, in_tx, lock_admins,
+    users::{UserRow, apply_role, parse_role, user_columns},
     with_pool, with_writer,
 };
 
@@ -117,6 +117,22 @@ impl Store {
         expected: DateTime<Utc>,
         patch: &UserPatch,
     ) -> Result<User, StorageError> {
+        Ok(self
+            .update_user_and_roles(id, expected, patch, &[])
+            .await?
+            .0)
+    }
+
+    /// As [`Store::update_user`], also setting roles, all in one transaction. Returns the
+    /// user and the roles that really changed (their apps are told through back-channel
+    /// logout).
+    pub async fn update_user_and_roles(
+        &self,
+        id: UserId,
+        expected: DateTime<Utc>,
+        patch: &UserPatch,
+        roles: &[(AppName, Role)],
+    ) -> Result<(User, Vec<RoleChange>), StorageError> {
         let now = Utc::now();
         let updated = in_tx!(self, tx, d => {
             lock_admins!(tx, d);
@@ -152,7 +168,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| crate::error::on_unique(e, || StorageError::DuplicateEmail(email.to_string())))?;
-            User { email, name, is_admin, updated_at: now, ..current }
+            let user = User { email, name, is_admin, updated_at: now, ..current };
+            let mut changes = vec![];
+            for (app, role) in roles {
+                let previous = apply_role!(tx, &user, app, *role);
+                if previous != *role {
+                    changes.push(RoleChange { user: user.clone(), app: app.clone(), previous, role: *role });
+                }
+            }
+            (user, changes)
         });
         Ok(updated)
     }

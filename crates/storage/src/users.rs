@@ -91,6 +91,70 @@ macro_rules! set_roles_in_tx {
 }
 pub(crate) use set_roles_in_tx;
 
+/// Sets `$user`'s role in `$app` inside transaction `$tx` and evaluates to the previous role.
+/// A real change revokes the person's tokens for that app and queues its back-channel logout
+/// in the same transaction, so the new role takes effect in the app at once.
+macro_rules! apply_role {
+    ($tx:ident, $user:expr, $app:expr, $role:expr) => {{
+        let user: &User = $user;
+        let app: &AppName = $app;
+        let role: Role = $role;
+        let (app_id, previous): (Uuid, String) = sqlx::query_as(
+            "SELECT a.id, COALESCE(r.role, a.default_role) FROM apps a \
+             LEFT JOIN user_app_roles r ON r.app_id = a.id AND r.user_id = $1 \
+             WHERE a.name = $2",
+        )
+        .bind(user.id.0)
+        .bind(app.as_str())
+        .fetch_optional(&mut *$tx)
+        .await?
+        .ok_or_else(|| StorageError::AppNotFound(app.to_string()))?;
+        sqlx::query(
+            "INSERT INTO user_app_roles (user_id, app_id, role, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, app_id) \
+             DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at",
+        )
+        .bind(user.id.0)
+        .bind(app_id)
+        .bind(role.as_str())
+        .bind(Utc::now())
+        .execute(&mut *$tx)
+        .await?;
+        let previous = parse_role(&previous)?;
+        if previous != role {
+            // The new role must take effect in the app at once: its tokens stop working
+            // and the app is told to end the person's session (back-channel logout), so
+            // the next login carries the new `groups` claim.
+            sqlx::query(
+                "UPDATE oauth_tokens SET revoked_at = $1 \
+                 WHERE user_id = $2 AND app_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(Utc::now())
+            .bind(user.id.0)
+            .bind(app_id)
+            .execute(&mut *$tx)
+            .await?;
+            crate::oidc::queue_logouts!(
+                $tx,
+                "role changed",
+                "s.user_id = $1 AND sa.app_id = $2",
+                user.id.0,
+                app_id
+            );
+            sqlx::query(
+                "DELETE FROM session_apps WHERE app_id = $1 \
+                 AND sid IN (SELECT sid FROM sessions WHERE user_id = $2)",
+            )
+            .bind(app_id)
+            .bind(user.id.0)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        previous
+    }};
+}
+pub(crate) use apply_role;
+
 /// The result of changing someone's role in one app, so callers can act on the change
 /// (the identity provider ends the person's session in that app).
 #[derive(Clone, Debug)]
@@ -230,57 +294,7 @@ impl Store {
     ) -> Result<RoleChange, StorageError> {
         let change = in_tx!(self, tx, _d => {
             let user = user_in_tx!(tx, email);
-            let (app_id, previous): (Uuid, String) = sqlx::query_as(
-                "SELECT a.id, COALESCE(r.role, a.default_role) FROM apps a \
-                 LEFT JOIN user_app_roles r ON r.app_id = a.id AND r.user_id = $1 \
-                 WHERE a.name = $2",
-            )
-            .bind(user.id.0)
-            .bind(app.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StorageError::AppNotFound(app.to_string()))?;
-            sqlx::query(
-                "INSERT INTO user_app_roles (user_id, app_id, role, updated_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, app_id) \
-                 DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at",
-            )
-            .bind(user.id.0)
-            .bind(app_id)
-            .bind(role.as_str())
-            .bind(Utc::now())
-            .execute(&mut *tx)
-            .await?;
-            let previous = parse_role(&previous)?;
-            if previous != role {
-                // The new role must take effect in the app at once: its tokens stop working
-                // and the app is told to end the person's session (back-channel logout), so
-                // the next login carries the new `groups` claim.
-                sqlx::query(
-                    "UPDATE oauth_tokens SET revoked_at = $1 \
-                     WHERE user_id = $2 AND app_id = $3 AND revoked_at IS NULL",
-                )
-                .bind(Utc::now())
-                .bind(user.id.0)
-                .bind(app_id)
-                .execute(&mut *tx)
-                .await?;
-                crate::oidc::queue_logouts!(
-                    tx,
-                    "role changed",
-                    "s.user_id = $1 AND sa.app_id = $2",
-                    user.id.0,
-                    app_id
-                );
-                sqlx::query(
-                    "DELETE FROM session_apps WHERE app_id = $1 \
-                     AND sid IN (SELECT sid FROM sessions WHERE user_id = $2)",
-                )
-                .bind(app_id)
-                .bind(user.id.0)
-                .execute(&mut *tx)
-                .await?;
-            }
+            let previous = apply_role!(tx, &user, app, role);
             RoleChange {
                 previous,
                 user,

@@ -46,6 +46,7 @@ pub struct UsersQuery {
     order: Option<String>,
     page: Option<u32>,
     created: Option<String>,
+    deleted: Option<String>,
 }
 
 pub const PER_PAGE: u32 = 50;
@@ -97,6 +98,7 @@ pub async fn users(
         total: result.total,
         users: result.users,
         created: q.created,
+        deleted: q.deleted,
         is_admin: admin.is_admin,
     };
     (jar, pages::admin_users(&csrf, &view)).into_response()
@@ -262,4 +264,316 @@ pub async fn create_user(
     state.audit(e).await;
     let to: String = url::form_urlencoded::byte_serialize(user.email.as_str().as_bytes()).collect();
     Redirect::to(&format!("/admin/users?created={to}")).into_response()
+}
+
+fn parse_user_id(id: &str) -> Option<stackspin_domain::UserId> {
+    uuid::Uuid::parse_str(id).ok().map(stackspin_domain::UserId)
+}
+
+async fn load_user(state: &AppState, id: &str) -> Result<User, Response> {
+    let missing = || {
+        pages::error(
+            StatusCode::NOT_FOUND,
+            "No such user",
+            "This user does not exist (any more).",
+        )
+    };
+    let Some(id) = parse_user_id(id) else {
+        return Err(missing());
+    };
+    match state.store.user_by_id(id).await {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(missing()),
+        Err(e) => Err(pages::internal_error(&e)),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct EditQuery {
+    saved: Option<String>,
+}
+
+pub async fn edit_user_form(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<EditQuery>,
+) -> Response {
+    if let Err(resp) = require_admin(&state, &jar, "/admin/users").await {
+        return resp;
+    }
+    let user = match load_user(&state, &id).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let notice = q.saved.is_some().then_some(("Saved.", true));
+    render_edit(
+        &state,
+        jar,
+        &user,
+        None,
+        &BTreeMap::new(),
+        notice,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The edit form, either with the stored values or with what the admin typed (`typed`).
+async fn render_edit(
+    state: &AppState,
+    jar: CookieJar,
+    user: &User,
+    typed: Option<&EditForm>,
+    errors: &BTreeMap<&'static str, String>,
+    notice: Option<(&str, bool)>,
+    status: StatusCode,
+) -> Response {
+    let roles = match state.store.roles_of(user.id).await {
+        Ok(r) => r,
+        Err(e) => return pages::internal_error(&e),
+    };
+    let apps = match state.store.list_apps().await {
+        Ok(a) => a,
+        Err(e) => return pages::internal_error(&e),
+    };
+    let rows = apps
+        .iter()
+        .map(|a| {
+            let stored = roles
+                .iter()
+                .find(|(n, _)| *n == a.name)
+                .map(|(_, r)| r.as_str())
+                .unwrap_or("none");
+            let chosen = typed
+                .and_then(|t| t.roles.get(&format!("role.{}", a.name)).cloned())
+                .unwrap_or_else(|| stored.to_owned());
+            (a.name.to_string(), a.display_name.clone(), chosen)
+        })
+        .collect();
+    let view = pages::EditUserView {
+        id: user.id.to_string(),
+        name: typed.map_or_else(|| user.name.as_str().to_owned(), |t| t.name.clone()),
+        email: typed.map_or_else(|| user.email.to_string(), |t| t.email.clone()),
+        is_admin: typed.map_or(user.is_admin, |t| t.is_admin.is_some()),
+        version: user.updated_at.to_rfc3339(),
+        apps: rows,
+        error_name: errors.get("name").cloned(),
+        error_email: errors.get("email").cloned(),
+        notice: notice.map(|(m, good)| (m.to_owned(), good)),
+    };
+    let (jar, csrf) = session::csrf_token(state, jar);
+    (jar, pages::admin_edit_user(&csrf, &view, status)).into_response()
+}
+
+#[derive(Deserialize, Default)]
+pub struct EditForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    is_admin: Option<String>,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    roles: BTreeMap<String, String>,
+}
+
+pub async fn edit_user(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(form): Form<EditForm>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &form.csrf) {
+        return pages::form_expired();
+    }
+    let admin = match require_admin(&state, &jar, "/admin/users").await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let user = match load_user(&state, &id).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let mut errors = BTreeMap::new();
+    let email = Email::parse(&form.email)
+        .map_err(|e| errors.insert("email", e.to_string()))
+        .ok();
+    let name = UserName::parse(&form.name)
+        .map_err(|e| errors.insert("name", e.to_string()))
+        .ok();
+    let roles: Vec<(AppName, Role)> = form
+        .roles
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                AppName::parse(k.strip_prefix("role.")?).ok()?,
+                v.parse().ok()?,
+            ))
+        })
+        .collect();
+    let expected =
+        chrono::DateTime::parse_from_rfc3339(&form.version).map(|t| t.with_timezone(&Utc));
+    let (Some(email), Some(name), Ok(expected)) = (email, name, expected) else {
+        return render_edit(
+            &state,
+            jar,
+            &user,
+            Some(&form),
+            &errors,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let patch = stackspin_storage::UserPatch {
+        email: Some(email),
+        name: Some(name),
+        is_admin: Some(form.is_admin.is_some()),
+    };
+    match state
+        .store
+        .update_user_and_roles(user.id, expected, &patch, &roles)
+        .await
+    {
+        Ok((updated, changes)) => {
+            if !changes.is_empty() {
+                state.outbox_wake.notify_one();
+            }
+            let mut e = AuditEvent::new("user.updated");
+            e.actor = Some(admin.email.to_string());
+            e.user_id = Some(updated.id.0);
+            e.user_email = Some(updated.email.to_string());
+            state.audit(e).await;
+            for c in changes {
+                let mut e = AuditEvent::new("role.changed");
+                e.actor = Some(admin.email.to_string());
+                e.user_id = Some(updated.id.0);
+                e.user_email = Some(updated.email.to_string());
+                e.app = Some(c.app.to_string());
+                e.detail = serde_json::json!({ "previous": c.previous, "role": c.role });
+                state.audit(e).await;
+            }
+            Redirect::to(&format!("/admin/users/{}?saved=1", updated.id)).into_response()
+        }
+        Err(stackspin_storage::StorageError::Conflict(_)) => {
+            // Show what is stored now, so the admin can redo their change on top of it.
+            let fresh = match load_user(&state, &id).await {
+                Ok(u) => u,
+                Err(resp) => return resp,
+            };
+            render_edit(&state, jar, &fresh, None, &errors, Some(("Someone else changed this user while you were editing. These are the current values: make your change again and save.", false)), StatusCode::CONFLICT).await
+        }
+        Err(stackspin_storage::StorageError::DuplicateEmail(_)) => {
+            errors.insert("email", "another user has this email".into());
+            render_edit(
+                &state,
+                jar,
+                &user,
+                Some(&form),
+                &errors,
+                None,
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(stackspin_storage::StorageError::LastAdmin(_)) => {
+            render_edit(
+                &state,
+                jar,
+                &user,
+                Some(&form),
+                &errors,
+                Some((
+                    "This is the last admin: make someone else an admin first.",
+                    false,
+                )),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(e) => pages::internal_error(&e),
+    }
+}
+
+pub async fn delete_user_confirm(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Err(resp) = require_admin(&state, &jar, "/admin/users").await {
+        return resp;
+    }
+    let user = match load_user(&state, &id).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    let question = format!(
+        "Delete {} <{}>? Their account goes, and their sessions in every app end now.",
+        user.name.as_str(),
+        user.email
+    );
+    (
+        jar,
+        pages::confirm(
+            &csrf,
+            "Delete user",
+            &question,
+            &format!("/admin/users/{}/delete", user.id),
+            "Delete",
+            &format!("/admin/users/{}", user.id),
+        ),
+    )
+        .into_response()
+}
+
+pub async fn delete_user(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &form.csrf) {
+        return pages::form_expired();
+    }
+    let admin = match require_admin(&state, &jar, "/admin/users").await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let user = match load_user(&state, &id).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    match state.store.delete_user(&user.email).await {
+        Ok(deleted) => {
+            state.outbox_wake.notify_one();
+            let mut e = AuditEvent::new("user.deleted");
+            e.actor = Some(admin.email.to_string());
+            e.user_id = Some(deleted.id.0);
+            e.user_email = Some(deleted.email.to_string());
+            state.audit(e).await;
+            let who: String =
+                url::form_urlencoded::byte_serialize(deleted.email.as_str().as_bytes()).collect();
+            Redirect::to(&format!("/admin/users?deleted={who}")).into_response()
+        }
+        Err(stackspin_storage::StorageError::LastAdmin(_)) => pages::error(
+            StatusCode::CONFLICT,
+            "Cannot delete the last admin",
+            "Make someone else an admin first, so the platform can still be managed.",
+        ),
+        Err(e) => pages::internal_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
 }

@@ -204,6 +204,14 @@ pub fn router(state: AppState) -> Router {
         .route("/account", get(dashboard::account))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/new", get(admin::new_user_form))
+        .route(
+            "/admin/users/{id}",
+            get(admin::edit_user_form).post(admin::edit_user),
+        )
+        .route(
+            "/admin/users/{id}/delete",
+            get(admin::delete_user_confirm).post(admin::delete_user),
+        )
         .route("/account/password", post(dashboard::change_password))
         .route("/account/sessions", post(dashboard::end_session))
         .route("/healthz", get(health::healthz))

@@ -346,6 +346,7 @@ pub struct UsersView {
     pub total: u64,
     pub users: Vec<stackspin_domain::User>,
     pub created: Option<String>,
+    pub deleted: Option<String>,
     pub is_admin: bool,
 }
 
@@ -419,4 +420,60 @@ struct AdminNewUser<'a> {
 
 pub fn admin_new_user(csrf: &str, v: &NewUserView, status: StatusCode) -> Response {
     render(status, &AdminNewUser { csrf, v })
+}
+
+pub struct EditUserView {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub is_admin: bool,
+    pub version: String,
+    pub apps: Vec<(String, String, String)>,
+    pub error_name: Option<String>,
+    pub error_email: Option<String>,
+    pub notice: Option<(String, bool)>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_edit_user.html")]
+struct AdminEditUser<'a> {
+    csrf: &'a str,
+    v: &'a EditUserView,
+}
+
+pub fn admin_edit_user(csrf: &str, v: &EditUserView, status: StatusCode) -> Response {
+    render(status, &AdminEditUser { csrf, v })
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct Confirm<'a> {
+    csrf: &'a str,
+    title: &'a str,
+    question: &'a str,
+    action: &'a str,
+    button: &'a str,
+    cancel: &'a str,
+}
+
+/// "Are you sure?" for destructive actions: a form that POSTs to `action`.
+pub fn confirm(
+    csrf: &str,
+    title: &str,
+    question: &str,
+    action: &str,
+    button: &str,
+    cancel: &str,
+) -> Response {
+    render(
+        StatusCode::OK,
+        &Confirm {
+            csrf,
+            title,
+            question,
+            action,
+            button,
+            cancel,
+        },
+    )
 }

@@ -68,7 +68,7 @@ async fn the_users_table_searches_sorts_and_pages_on_the_server() {
         .text()
         .await
         .unwrap();
-    assert_eq!(html.matches("<td>member").count(), 50, "50 a page");
+    assert_eq!(html.matches("\">member").count(), 50, "50 a page");
     assert!(
         html.contains("61 users") && html.contains("Page 1 of 2"),
         "{html}"
@@ -82,8 +82,8 @@ async fn the_users_table_searches_sorts_and_pages_on_the_server() {
         .text()
         .await
         .unwrap();
-    assert_eq!(html.matches("<td>member").count(), 10);
-    assert!(html.contains("<td>root@example.org</td>"));
+    assert_eq!(html.matches("\">member").count(), 10);
+    assert!(html.contains(">root@example.org</a>"));
     let html = b
         .get(p.url("/admin/users?q=MEMBER0"))
         .send()
@@ -101,8 +101,8 @@ async fn the_users_table_searches_sorts_and_pages_on_the_server() {
         .text()
         .await
         .unwrap();
-    let first = html.find("<td>member59@example.org</td>").unwrap();
-    let second = html.find("<td>member58@example.org</td>").unwrap();
+    let first = html.find(">member59@example.org</a>").unwrap();
+    let second = html.find(">member58@example.org</a>").unwrap();
     assert!(first < second, "descending by name");
 }
 
@@ -198,4 +198,172 @@ async fn adding_a_user_validates_next_to_fields_and_sends_an_invitation() {
         .unwrap();
     assert_eq!(resp.status(), 409);
     assert!(resp.text().await.unwrap().contains("already exists"));
+}
+
+async fn edit_page(p: &Provider, b: &reqwest::Client, id: &str) -> (String, String, String) {
+    let html = b
+        .get(p.url(&format!("/admin/users/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (
+        hidden_value(&html, "csrf"),
+        hidden_value(&html, "version"),
+        html,
+    )
+}
+
+#[tokio::test]
+async fn editing_a_user_saves_details_and_roles_together_and_detects_conflicts() {
+    let p = start(fast_options()).await;
+    p.user("root@example.org", true).await;
+    p.user("second@example.org", true).await;
+    p.app(AppSpec::default()).await;
+    let ada = p.user("ada@example.org", false).await;
+    let id = ada.id.to_string();
+    let (a1, a2) = (browser(), browser());
+    sign_in(&p, &a1, "root@example.org", PASSWORD).await;
+    sign_in(&p, &a2, "second@example.org", PASSWORD).await;
+
+    // Both admins open the form.
+    let (csrf1, version1, html) = edit_page(&p, &a1, &id).await;
+    assert!(html.contains("value=\"Test Person\""));
+    let (csrf2, version2, _) = edit_page(&p, &a2, &id).await;
+    assert_eq!(version1, version2);
+
+    let resp = a1
+        .post(p.url(&format!("/admin/users/{id}")))
+        .form(&[
+            ("name", "Ada Lovelace"),
+            ("email", "ada@example.org"),
+            ("role.wiki", "admin"),
+            ("version", version1.as_str()),
+            ("csrf", csrf1.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), format!("/admin/users/{id}?saved=1"));
+    let stored = p.store.user_by_id(ada.id).await.unwrap().unwrap();
+    assert_eq!(stored.name.as_str(), "Ada Lovelace");
+    assert_eq!(p.store.roles_of(ada.id).await.unwrap()[0].1, Role::Admin);
+
+    // The second admin's save, based on the old version, must not overwrite the first.
+    let resp = a2
+        .post(p.url(&format!("/admin/users/{id}")))
+        .form(&[
+            ("name", "Someone Else"),
+            ("email", "ada@example.org"),
+            ("role.wiki", "none"),
+            ("version", version2.as_str()),
+            ("csrf", csrf2.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("Someone else changed this user"), "{html}");
+    assert!(
+        html.contains("value=\"Ada Lovelace\""),
+        "shows the current values"
+    );
+    assert_eq!(
+        p.store
+            .user_by_id(ada.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_str(),
+        "Ada Lovelace"
+    );
+    assert_eq!(
+        p.store.roles_of(ada.id).await.unwrap()[0].1,
+        Role::Admin,
+        "nothing half-saved"
+    );
+
+    // Field errors next to the fields.
+    let (csrf, version, _) = edit_page(&p, &a1, &id).await;
+    let resp = a1
+        .post(p.url(&format!("/admin/users/{id}")))
+        .form(&[
+            ("name", ""),
+            ("email", "root@example.org"),
+            ("version", version.as_str()),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    assert!(resp.text().await.unwrap().contains("id=\"name-error\""));
+    let events = p
+        .store
+        .audit_events(&stackspin_storage::AuditFilter {
+            kind: Some("role.changed".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events[0].actor.as_deref(), Some("root@example.org"));
+}
+
+#[tokio::test]
+async fn deleting_asks_first_and_keeps_the_last_admin() {
+    let p = start(fast_options()).await;
+    let root = p.user("root@example.org", true).await;
+    let ada = p.user("ada@example.org", false).await;
+    let b = browser();
+    sign_in(&p, &b, "root@example.org", PASSWORD).await;
+    let html = b
+        .get(p.url(&format!("/admin/users/{}/delete", ada.id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Delete Test Person &#60;ada@example.org&#62;?"),
+        "{html}"
+    );
+    let csrf = hidden_value(&html, "csrf");
+    // A GET never deletes; the POST does.
+    assert!(p.store.user_by_id(ada.id).await.unwrap().is_some());
+    let resp = b
+        .post(p.url(&format!("/admin/users/{}/delete", ada.id)))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&resp), "/admin/users?deleted=ada%40example.org");
+    assert!(p.store.user_by_id(ada.id).await.unwrap().is_none());
+    let resp = b
+        .post(p.url(&format!("/admin/users/{}/delete", root.id)))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    // Demoting the last admin is refused too.
+    let (csrf, version, _) = edit_page(&p, &b, &root.id.to_string()).await;
+    let resp = b
+        .post(p.url(&format!("/admin/users/{}", root.id)))
+        .form(&[
+            ("name", "Root"),
+            ("email", "root@example.org"),
+            ("version", version.as_str()),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    assert!(resp.text().await.unwrap().contains("last admin"));
 }
