@@ -577,3 +577,205 @@ pub struct CsrfOnly {
     #[serde(default)]
     csrf: String,
 }
+
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    user: Option<String>,
+    app: Option<String>,
+    kind: Option<String>,
+    /// YYYY-MM-DD (UTC), inclusive.
+    from: Option<String>,
+    to: Option<String>,
+    page: Option<u32>,
+}
+
+fn day(s: Option<&str>, end: bool) -> Result<Option<chrono::DateTime<Utc>>, String> {
+    let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let date = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("{s:?} is not a date like 2026-11-21"))?;
+    let time = if end {
+        date.and_hms_opt(23, 59, 59)
+    } else {
+        date.and_hms_opt(0, 0, 0)
+    };
+    Ok(time.map(|t| t.and_utc()))
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    if let Err(resp) = require_admin(&state, &jar, "/admin/audit").await {
+        return resp;
+    }
+    let page = q.page.unwrap_or(1).max(1);
+    let per_page = 100;
+    let (since, until) = match (day(q.from.as_deref(), false), day(q.to.as_deref(), true)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            return pages::error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid filter", &e);
+        }
+    };
+    let clean = |s: &Option<String>| {
+        s.clone()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let events = match state
+        .store
+        .audit_events(&stackspin_storage::AuditFilter {
+            user_email: clean(&q.user),
+            app: clean(&q.app),
+            kind: clean(&q.kind),
+            since,
+            until,
+            // One more than a page tells whether there is a next page.
+            limit: per_page + 1,
+            offset: i64::from(page - 1) * per_page,
+        })
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return pages::internal_error(&e),
+    };
+    let more = events.len() as i64 > per_page;
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    let filters: Vec<(&str, String)> = [
+        ("user", &q.user),
+        ("app", &q.app),
+        ("kind", &q.kind),
+        ("from", &q.from),
+        ("to", &q.to),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.clone().unwrap_or_default()))
+    .collect();
+    let view = pages::AuditView {
+        filters,
+        events: events.into_iter().take(per_page as usize).collect(),
+        page,
+        more,
+    };
+    (jar, pages::admin_audit(&csrf, &view)).into_response()
+}
+
+pub async fn settings(State(state): State<AppState>, jar: CookieJar) -> Response {
+    render_settings(&state, jar, None).await
+}
+
+async fn render_settings(
+    state: &AppState,
+    jar: CookieJar,
+    notice: Option<(String, bool)>,
+) -> Response {
+    let admin = match require_admin(state, &jar, "/admin/settings").await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let policy = match state.store.setting(crate::mfa::SETTING).await {
+        Ok(p) => p.unwrap_or_else(|| "none".into()),
+        Err(e) => return pages::internal_error(&e),
+    };
+    let (jar, csrf) = session::csrf_token(state, jar);
+    let view = pages::SettingsView {
+        policy,
+        mail: state.mail_summary.clone(),
+        admin_email: admin.email.to_string(),
+        notice,
+    };
+    (jar, pages::admin_settings(&csrf, &view)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct MfaForm {
+    policy: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn set_mfa_policy(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(f): Form<MfaForm>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
+        return pages::form_expired();
+    }
+    let admin = match require_admin(&state, &jar, "/admin/settings").await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    if !["none", "admins", "everyone"].contains(&f.policy.as_str()) {
+        return render_settings(
+            &state,
+            jar,
+            Some(("Choose one of the options.".into(), false)),
+        )
+        .await;
+    }
+    if let Err(e) = state
+        .store
+        .set_setting(crate::mfa::SETTING, &f.policy)
+        .await
+    {
+        return pages::internal_error(&e);
+    }
+    let mut e = AuditEvent::new("settings.changed");
+    e.actor = Some(admin.email.to_string());
+    e.detail = serde_json::json!({ "mfa_required": f.policy });
+    state.audit(e).await;
+    render_settings(
+        &state,
+        jar,
+        Some((
+            "Saved. It applies at each person's next sign-in.".into(),
+            true,
+        )),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct TestMailForm {
+    to: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Sends a test message now, not through the queue, so the admin sees the SMTP server's
+/// answer on the page.
+pub async fn send_test_mail(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(f): Form<TestMailForm>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
+        return pages::form_expired();
+    }
+    if let Err(resp) = require_admin(&state, &jar, "/admin/settings").await {
+        return resp;
+    }
+    let notice = match (&state.mailer, Email::parse(&f.to)) {
+        (_, Err(e)) => (format!("Cannot send: {e}."), false),
+        (None, _) => (
+            "Outgoing mail is not configured: set the outgoing_mail_* settings and restart.".into(),
+            false,
+        ),
+        (Some(mailer), Ok(to)) => {
+            let (subject, body) = stackspin_domain::mail::test_message();
+            match mailer.send(to.as_str(), &subject, &body).await {
+                Ok(()) => (format!("Sent a test email to {to}."), true),
+                Err(e) => (
+                    format!("The mail server did not accept the test email: {e}"),
+                    false,
+                ),
+            }
+        }
+    };
+    render_settings(&state, jar, Some(notice)).await
+}

@@ -107,6 +107,8 @@ pub struct AppState {
     http: reqwest::Client,
     outbox_wake: Arc<Notify>,
     mailer: Option<Arc<mail::Mailer>>,
+    /// Where mail goes, for the settings page (never the password).
+    mail_summary: Option<String>,
     mail_wake: Arc<Notify>,
 }
 
@@ -204,6 +206,10 @@ pub fn router(state: AppState) -> Router {
         .route("/account", get(dashboard::account))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/new", get(admin::new_user_form))
+        .route("/admin/audit", get(admin::audit))
+        .route("/admin/settings", get(admin::settings))
+        .route("/admin/settings/mfa", post(admin::set_mfa_policy))
+        .route("/admin/settings/test-mail", post(admin::send_test_mail))
         .route(
             "/admin/users/{id}",
             get(admin::edit_user_form).post(admin::edit_user),
@@ -353,6 +359,10 @@ impl Application {
                 Some(m) => Some(Arc::new(mail::Mailer::new(m).map_err(WebError::Startup)?)),
                 None => None,
             },
+            mail_summary: settings
+                .mail
+                .as_ref()
+                .map(|m| format!("{}:{} ({:?}), from {}", m.host, m.port, m.security, m.from)),
             mail_wake: Arc::new(Notify::new()),
         };
         Ok(Application {

@@ -477,3 +477,58 @@ pub fn confirm(
         },
     )
 }
+
+pub struct AuditView {
+    pub filters: Vec<(&'static str, String)>,
+    pub events: Vec<stackspin_storage::AuditEvent>,
+    pub page: u32,
+    pub more: bool,
+}
+
+impl AuditView {
+    pub fn filter(&self, key: &str) -> &str {
+        self.filters
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    pub fn page_link(&self, page: u32) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.filters {
+            q.append_pair(k, v);
+        }
+        q.append_pair("page", &page.to_string());
+        format!("/admin/audit?{}", q.finish())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+struct AdminAudit<'a> {
+    csrf: &'a str,
+    v: &'a AuditView,
+}
+
+pub fn admin_audit(csrf: &str, v: &AuditView) -> Response {
+    render(StatusCode::OK, &AdminAudit { csrf, v })
+}
+
+pub struct SettingsView {
+    pub policy: String,
+    /// "host:port (security)" when mail is configured.
+    pub mail: Option<String>,
+    pub admin_email: String,
+    pub notice: Option<(String, bool)>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_settings.html")]
+struct AdminSettings<'a> {
+    csrf: &'a str,
+    v: &'a SettingsView,
+}
+
+pub fn admin_settings(csrf: &str, v: &SettingsView) -> Response {
+    render(StatusCode::OK, &AdminSettings { csrf, v })
+}

@@ -12,7 +12,12 @@ async fn non_admins_cannot_open_or_post_the_admin_pages() {
     p.user("ada@example.org", false).await;
     let b = browser();
     sign_in(&p, &b, "ada@example.org", PASSWORD).await;
-    for path in ["/admin/users", "/admin/users/new"] {
+    for path in [
+        "/admin/users",
+        "/admin/users/new",
+        "/admin/audit",
+        "/admin/settings",
+    ] {
         assert_eq!(
             b.get(p.url(path)).send().await.unwrap().status(),
             403,
@@ -366,4 +371,127 @@ async fn deleting_asks_first_and_keeps_the_last_admin() {
         .unwrap();
     assert_eq!(resp.status(), 409);
     assert!(resp.text().await.unwrap().contains("last admin"));
+}
+
+#[tokio::test]
+async fn the_audit_log_filters_by_user_kind_and_date() {
+    let p = start(fast_options()).await;
+    p.user("root@example.org", true).await;
+    p.user("ada@example.org", false).await;
+    sign_in(&p, &browser(), "ada@example.org", "wrong password!!").await;
+    sign_in(&p, &browser(), "ada@example.org", PASSWORD).await;
+    let b = browser();
+    sign_in(&p, &b, "root@example.org", PASSWORD).await;
+    let get = |q: &'static str| {
+        let b = b.clone();
+        let url = p.url(&format!("/admin/audit?{q}"));
+        async move { b.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let all = get("").await;
+    assert!(
+        all.contains("login.failure") && all.contains("login.success"),
+        "{all}"
+    );
+    let ada = get("user=ada%40example.org&kind=login.failure").await;
+    assert_eq!(ada.matches("<td>login.failure</td>").count(), 1);
+    assert!(!ada.contains("<td>login.success</td>"));
+    let prefix = get("kind=login.").await;
+    assert_eq!(prefix.matches("<td>login.success</td>").count(), 2);
+    let past = get("to=2000-01-01").await;
+    assert!(past.contains("No events match."));
+    let resp = b
+        .get(p.url("/admin/audit?from=yesterday"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+}
+
+#[tokio::test]
+async fn settings_set_the_mfa_policy_and_send_a_test_email() {
+    let smtp = SmtpServer::start().await;
+    let p = start_with(smtp.settings(), fast_options()).await;
+    p.user("root@example.org", true).await;
+    let b = browser();
+    sign_in(&p, &b, "root@example.org", PASSWORD).await;
+    let page = b
+        .get(p.url("/admin/settings"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Mail is sent through 127.0.0.1:"), "{page}");
+    let csrf = hidden_value(&page, "csrf");
+    let resp = b
+        .post(p.url("/admin/settings/mfa"))
+        .form(&[("policy", "admins"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.text().await.unwrap().contains("Saved."));
+    assert_eq!(
+        p.store
+            .setting(stackspin_web::MFA_SETTING)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("admins")
+    );
+    let resp = b
+        .post(p.url("/admin/settings/mfa"))
+        .form(&[("policy", "sometimes"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Choose one of the options.")
+    );
+    let resp = b
+        .post(p.url("/admin/settings/test-mail"))
+        .form(&[("to", "check@example.org"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Sent a test email to check@example.org.")
+    );
+    assert!(
+        smtp.wait_for("check@example.org")
+            .await
+            .contains("Subject: Stackspin test email")
+    );
+}
+
+#[tokio::test]
+async fn the_test_email_reports_a_mail_server_that_is_down() {
+    let smtp = SmtpServer::planned();
+    let p = start_with(smtp.settings(), fast_options()).await;
+    p.user("root@example.org", true).await;
+    let b = browser();
+    sign_in(&p, &b, "root@example.org", PASSWORD).await;
+    let page = b
+        .get(p.url("/admin/settings"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_value(&page, "csrf");
+    let resp = b
+        .post(p.url("/admin/settings/test-mail"))
+        .form(&[("to", "check@example.org"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("did not accept the test email"), "{html}");
 }
