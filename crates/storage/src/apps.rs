@@ -5,7 +5,9 @@ use sqlx::FromRow;
 use stackspin_domain::{App, AppId, AppName, ClientId, NewApp, RedirectUri, SigningAlg};
 use uuid::Uuid;
 
-use crate::{StorageError, Store, error::on_unique, in_tx, users::parse_role, with_pool};
+use crate::{
+    StorageError, Store, error::on_unique, in_tx, users::parse_role, with_pool, with_writer,
+};
 
 macro_rules! app_columns {
     () => {
@@ -159,6 +161,61 @@ impl Store {
             .await?
         });
         row.map(AppRow::into_app).transpose()
+    }
+
+    /// Replaces an app's settings (everything but its name, client id and secret).
+    pub async fn update_app(&self, name: &AppName, new: &NewApp) -> Result<App, StorageError> {
+        let now = Utc::now();
+        let n = with_writer!(self, pool => {
+            sqlx::query(
+                "UPDATE apps SET display_name = $1, url = $2, redirect_uris = $3, \
+                 post_logout_redirect_uris = $4, backchannel_logout_uri = $5, default_role = $6, \
+                 id_token_alg = $7, updated_at = $8 WHERE name = $9",
+            )
+            .bind(new.display_name.trim())
+            .bind(new.url.as_str())
+            .bind(encode_uris(&new.redirect_uris))
+            .bind(encode_uris(&new.post_logout_redirect_uris))
+            .bind(new.backchannel_logout_uri.as_ref().map(|u| u.as_str()))
+            .bind(new.default_role.as_str())
+            .bind(new.id_token_alg.as_str())
+            .bind(now)
+            .bind(name.as_str())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            return Err(StorageError::AppNotFound(name.to_string()));
+        }
+        self.app_by_name(name)
+            .await?
+            .ok_or_else(|| StorageError::AppNotFound(name.to_string()))
+    }
+
+    /// Replaces a confidential client's secret (stored as its hash). The old secret stops
+    /// working at once.
+    pub async fn set_client_secret(
+        &self,
+        name: &AppName,
+        secret_hash: &str,
+    ) -> Result<(), StorageError> {
+        let n = with_writer!(self, pool => {
+            sqlx::query(
+                "UPDATE apps SET client_secret_hash = $1, updated_at = $2 \
+                 WHERE name = $3 AND client_secret_hash IS NOT NULL",
+            )
+            .bind(secret_hash)
+            .bind(Utc::now())
+            .bind(name.as_str())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 0 {
+            return Err(StorageError::AppNotFound(name.to_string()));
+        }
+        Ok(())
     }
 
     /// Removes an app and every role assigned in it.

@@ -6,6 +6,7 @@
 //! and never read process-global configuration; everything comes in through [`AppState`].
 
 mod admin;
+mod admin_apps;
 pub mod api;
 mod dashboard;
 mod error;
@@ -206,6 +207,23 @@ pub fn router(state: AppState) -> Router {
         .route("/account", get(dashboard::account))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/new", get(admin::new_user_form))
+        .route(
+            "/admin/apps",
+            get(admin_apps::list).post(admin_apps::create),
+        )
+        .route("/admin/apps/new", get(admin_apps::new_form))
+        .route(
+            "/admin/apps/{name}",
+            get(admin_apps::edit_form).post(admin_apps::update),
+        )
+        .route(
+            "/admin/apps/{name}/rotate",
+            get(admin_apps::confirm_rotate).post(admin_apps::rotate),
+        )
+        .route(
+            "/admin/apps/{name}/remove",
+            get(admin_apps::confirm_remove).post(admin_apps::remove),
+        )
         .route("/admin/audit", get(admin::audit))
         .route("/admin/settings", get(admin::settings))
         .route("/admin/settings/mfa", post(admin::set_mfa_policy))

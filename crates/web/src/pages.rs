@@ -532,3 +532,80 @@ struct AdminSettings<'a> {
 pub fn admin_settings(csrf: &str, v: &SettingsView) -> Response {
     render(StatusCode::OK, &AdminSettings { csrf, v })
 }
+
+#[derive(Template)]
+#[template(path = "admin_apps.html")]
+struct AdminApps<'a> {
+    csrf: &'a str,
+    apps: &'a [stackspin_domain::App],
+}
+
+pub fn admin_apps(csrf: &str, apps: &[stackspin_domain::App]) -> Response {
+    render(StatusCode::OK, &AdminApps { csrf, apps })
+}
+
+pub struct AppFormView {
+    pub editing: bool,
+    pub name: String,
+    pub display_name: String,
+    pub url: String,
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub backchannel_logout_uri: String,
+    pub public: bool,
+    pub default_role: String,
+    pub errors: Vec<(&'static str, String)>,
+}
+
+impl AppFormView {
+    /// The error for one field, shown next to it.
+    pub fn error(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, e)| e.as_str())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin_app_form.html")]
+struct AdminAppForm<'a> {
+    csrf: &'a str,
+    v: &'a AppFormView,
+}
+
+pub fn admin_app_form(csrf: &str, v: &AppFormView, status: StatusCode) -> Response {
+    render(status, &AdminAppForm { csrf, v })
+}
+
+#[derive(Template)]
+#[template(path = "app_credentials.html")]
+struct AppCredentials<'a> {
+    csrf: &'a str,
+    app: &'a stackspin_domain::App,
+    secret: Option<&'a str>,
+    issuer: &'a str,
+}
+
+pub fn app_credentials(
+    csrf: &str,
+    app: &stackspin_domain::App,
+    secret: Option<&str>,
+    issuer: &str,
+) -> Response {
+    let mut resp = render(
+        StatusCode::OK,
+        &AppCredentials {
+            csrf,
+            app,
+            secret,
+            issuer,
+        },
+    );
+    // A page with a secret must not be kept in any cache.
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}

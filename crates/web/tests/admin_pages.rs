@@ -495,3 +495,192 @@ async fn the_test_email_reports_a_mail_server_that_is_down() {
     let html = resp.text().await.unwrap();
     assert!(html.contains("did not accept the test email"), "{html}");
 }
+
+fn code_value(html: &str, id: &str) -> String {
+    let marker = format!("<code id=\"{id}\">");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {id} in {html}"))
+        + marker.len();
+    html[start..start + html[start..].find('<').unwrap()].to_owned()
+}
+
+/// Whether `secret` authenticates `client_id` at the provider (introspection needs client auth).
+async fn secret_works(p: &Provider, client_id: &str, secret: &str) -> bool {
+    let resp = reqwest::Client::new()
+        .post(p.url("/introspect"))
+        .form(&[
+            ("token", "x"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    resp.status() == 200
+}
+
+#[tokio::test]
+async fn apps_are_registered_edited_rotated_and_removed_from_the_dashboard() {
+    let p = start(fast_options()).await;
+    let root = p.user("root@example.org", true).await;
+    let b = browser();
+    sign_in(&p, &b, "root@example.org", PASSWORD).await;
+    let page = b
+        .get(p.url("/admin/apps/new"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_value(&page, "csrf");
+
+    let resp = b
+        .post(p.url("/admin/apps"))
+        .form(&[
+            ("name", "Bad Name"),
+            ("url", "nope"),
+            ("redirect_uris", "http://wiki.example.org/cb"),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let html = resp.text().await.unwrap();
+    for id in ["name-error", "url-error", "redirect_uris-error"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id}: {html}");
+    }
+
+    let resp = b
+        .post(p.url("/admin/apps"))
+        .form(&[
+            ("name", "wiki"),
+            ("display_name", "Team Wiki"),
+            ("url", "https://wiki.example.org"),
+            (
+                "redirect_uris",
+                "https://wiki.example.org/cb\nhttps://wiki.example.org/cb2\n",
+            ),
+            ("default_role", "none"),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let html = resp.text().await.unwrap();
+    let client_id = code_value(&html, "client-id");
+    let secret = code_value(&html, "client-secret");
+    assert!(secret_works(&p, &client_id, &secret).await);
+    let app = p.store.app_by_client_id(&client_id).await.unwrap().unwrap();
+    assert_eq!(app.redirect_uris.len(), 2);
+    assert_eq!(app.default_role, Role::None);
+    let list = b
+        .get(p.url("/admin/apps"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("Team Wiki") && !list.contains(&secret),
+        "the secret is shown once"
+    );
+
+    // Edit: new address and default role; name and type stay.
+    let page = b
+        .get(p.url("/admin/apps/wiki"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("https://wiki.example.org/cb2"));
+    let resp = b
+        .post(p.url("/admin/apps/wiki"))
+        .form(&[
+            ("display_name", "Wiki"),
+            ("url", "https://docs.example.org"),
+            ("redirect_uris", "https://docs.example.org/cb"),
+            ("default_role", "user"),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&resp), "/admin/apps");
+    let app = p.store.app_by_client_id(&client_id).await.unwrap().unwrap();
+    assert_eq!(
+        (app.url.as_str(), app.default_role),
+        ("https://docs.example.org/", Role::User)
+    );
+
+    // Rotate: asks first; the old secret stops working at once.
+    let confirm = b
+        .get(p.url("/admin/apps/wiki/rotate"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(confirm.contains("stops working at once"));
+    let html = b
+        .post(p.url("/admin/apps/wiki/rotate"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let new_secret = code_value(&html, "client-secret");
+    assert!(!secret_works(&p, &client_id, &secret).await);
+    assert!(secret_works(&p, &client_id, &new_secret).await);
+
+    // Remove: roles in it go too.
+    p.store
+        .set_role(&root.email, &AppName::parse("wiki").unwrap(), Role::Admin)
+        .await
+        .unwrap();
+    let resp = b
+        .post(p.url("/admin/apps/wiki/remove"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&resp), "/admin/apps");
+    assert!(
+        p.store
+            .app_by_client_id(&client_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(p.store.roles_of(root.id).await.unwrap().is_empty());
+    let kinds: Vec<String> = p
+        .store
+        .audit_events(&stackspin_storage::AuditFilter {
+            kind: Some("client.".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "client.removed",
+            "client.secret_rotated",
+            "client.updated",
+            "client.registered"
+        ]
+    );
+}
