@@ -6,7 +6,11 @@ use stackspin_domain::{App, AppId, AppName, ClientId, NewApp, RedirectUri, Signi
 use uuid::Uuid;
 
 use crate::{
-    StorageError, Store, error::on_unique, in_tx, users::parse_role, with_pool, with_writer,
+    StorageError, Store,
+    error::on_unique,
+    in_tx,
+    users::{parse_role, pin_default_roles},
+    with_pool, with_writer,
 };
 
 macro_rules! app_columns {
@@ -163,11 +167,13 @@ impl Store {
         row.map(AppRow::into_app).transpose()
     }
 
-    /// Replaces an app's settings (everything but its name, client id and secret).
+    /// Replaces an app's settings (everything but its name, client id and secret). A new
+    /// default role applies to new users only (see [`Store::set_default_role`]).
     pub async fn update_app(&self, name: &AppName, new: &NewApp) -> Result<App, StorageError> {
         let now = Utc::now();
-        let n = with_writer!(self, pool => {
-            sqlx::query(
+        in_tx!(self, tx, _d => {
+            pin_default_roles!(tx, name);
+            let n = sqlx::query(
                 "UPDATE apps SET display_name = $1, url = $2, redirect_uris = $3, \
                  post_logout_redirect_uris = $4, backchannel_logout_uri = $5, default_role = $6, \
                  id_token_alg = $7, updated_at = $8 WHERE name = $9",
@@ -181,13 +187,13 @@ impl Store {
             .bind(new.id_token_alg.as_str())
             .bind(now)
             .bind(name.as_str())
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n == 0 {
+                return Err(StorageError::AppNotFound(name.to_string()));
+            }
         });
-        if n == 0 {
-            return Err(StorageError::AppNotFound(name.to_string()));
-        }
         self.app_by_name(name)
             .await?
             .ok_or_else(|| StorageError::AppNotFound(name.to_string()))

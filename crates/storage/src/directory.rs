@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     RoleChange, StorageError, Store, in_tx, lock_admins,
-    users::{UserRow, apply_role, parse_role, user_columns},
+    users::{UserRow, apply_role, parse_role, pin_default_roles, user_columns},
     with_pool, with_writer,
 };
 
@@ -179,6 +179,101 @@ impl Store {
             (user, changes)
         });
         Ok(updated)
+    }
+
+    /// Changes many roles in one transaction (the access matrix, batch role changes). With an
+    /// `expected` role, a cell whose stored role differs (someone else changed it since the
+    /// page was loaded) aborts the whole change with a conflict.
+    pub async fn set_roles(
+        &self,
+        changes: &[(UserId, AppName, Option<Role>, Role)],
+    ) -> Result<Vec<RoleChange>, StorageError> {
+        let done = in_tx!(self, tx, _d => {
+            let mut done = vec![];
+            for (id, app, expected, role) in changes {
+                let user = sqlx::query_as::<_, UserRow>(concat!(
+                    "SELECT ", user_columns!(), " FROM users WHERE id = $1"
+                ))
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StorageError::UserNotFound(id.to_string()))?
+                .into_user()?;
+                let previous = apply_role!(tx, &user, app, *role);
+                if expected.is_some_and(|e| e != previous) {
+                    return Err(StorageError::Conflict(format!("{}'s role in {app}", user.email)));
+                }
+                if previous != *role {
+                    done.push(RoleChange { user, app: app.clone(), previous, role: *role });
+                }
+            }
+            done
+        });
+        Ok(done)
+    }
+
+    /// Deletes several users at once, all or none; refuses if no admin would remain.
+    pub async fn delete_users(&self, ids: &[UserId]) -> Result<Vec<User>, StorageError> {
+        let deleted = in_tx!(self, tx, d => {
+            lock_admins!(tx, d);
+            let mut users = vec![];
+            for id in ids {
+                let user = sqlx::query_as::<_, UserRow>(concat!(
+                    "SELECT ", user_columns!(), " FROM users WHERE id = $1"
+                ))
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StorageError::UserNotFound(id.to_string()))?
+                .into_user()?;
+                crate::oidc::queue_logouts!(tx, "user deleted", "s.user_id = $1", user.id.0);
+                sqlx::query("DELETE FROM users WHERE id = $1").bind(user.id.0).execute(&mut *tx).await?;
+                users.push(user);
+            }
+            let admins_left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_admin")
+                .fetch_one(&mut *tx)
+                .await?;
+            if admins_left == 0 {
+                let last = users.iter().find(|u| u.is_admin).map(|u| u.email.to_string()).unwrap_or_default();
+                return Err(StorageError::LastAdmin(last));
+            }
+            users
+        });
+        Ok(deleted)
+    }
+
+    /// The role new users get in an app. Existing users keep the role they have: theirs is
+    /// pinned as an explicit role before the default changes, in the same transaction.
+    pub async fn set_default_role(&self, app: &AppName, role: Role) -> Result<(), StorageError> {
+        in_tx!(self, tx, _d => {
+            pin_default_roles!(tx, app);
+            let n = sqlx::query("UPDATE apps SET default_role = $1, updated_at = $2 WHERE name = $3")
+                .bind(role.as_str())
+                .bind(Utc::now())
+                .bind(app.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Err(StorageError::AppNotFound(app.to_string()));
+            }
+        });
+        Ok(())
+    }
+
+    /// Effective roles (explicit, else the app default) of the given users, for the access
+    /// matrix.
+    pub async fn effective_roles(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, AppName, Role)>, StorageError> {
+        let mut out = vec![];
+        for id in users {
+            for (app, role) in self.roles_of(*id).await? {
+                out.push((*id, app, role));
+            }
+        }
+        Ok(out)
     }
 
     /// Creates an API token for an admin; the caller keeps the token, we keep its hash.

@@ -155,6 +155,24 @@ macro_rules! apply_role {
 }
 pub(crate) use apply_role;
 
+/// Gives every user without an explicit role in `$app` its current default as an explicit
+/// role, inside `$tx`: used before the default changes, so it only affects new users.
+macro_rules! pin_default_roles {
+    ($tx:ident, $app:expr) => {
+        sqlx::query(
+            "INSERT INTO user_app_roles (user_id, app_id, role, updated_at) \
+             SELECT u.id, a.id, a.default_role, $2 FROM users u, apps a \
+             WHERE a.name = $1 AND NOT EXISTS \
+             (SELECT 1 FROM user_app_roles r WHERE r.user_id = u.id AND r.app_id = a.id)",
+        )
+        .bind($app.as_str())
+        .bind(chrono::Utc::now())
+        .execute(&mut *$tx)
+        .await?;
+    };
+}
+pub(crate) use pin_default_roles;
+
 /// The result of changing someone's role in one app, so callers can act on the change
 /// (the identity provider ends the person's session in that app).
 #[derive(Clone, Debug)]

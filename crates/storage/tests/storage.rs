@@ -494,6 +494,41 @@ async fn api_tokens_act_for_their_creator(store: &Store) {
     );
 }
 
+async fn default_role_changes_apply_to_new_users_only(store: &Store) {
+    let old = store
+        .create_user(&new_user("old@example.org", false))
+        .await
+        .unwrap();
+    store
+        .create_app(
+            &new_app("wiki"),
+            stackspin_domain::ClientId("c-wiki".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    let wiki = AppName::parse("wiki").unwrap();
+    store.set_default_role(&wiki, Role::None).await.unwrap();
+    assert_eq!(
+        store.roles_of(old.id).await.unwrap(),
+        [(wiki.clone(), Role::User)],
+        "existing user keeps access"
+    );
+    let new = store
+        .create_user(&new_user("new@example.org", false))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.roles_of(new.id).await.unwrap(),
+        [(wiki.clone(), Role::None)]
+    );
+    let err = store
+        .set_default_role(&AppName::parse("nope").unwrap(), Role::User)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::AppNotFound(_)), "{err:?}");
+}
+
 async fn ping_and_backend(store: &Store) {
     store.ping().await.unwrap();
     assert!(["sqlite", "postgres"].contains(&store.backend_name()));
@@ -536,6 +571,7 @@ on_both_backends!(
     user_pages_search_sort_and_page,
     edits_detect_concurrent_changes,
     api_tokens_act_for_their_creator,
+    default_role_changes_apply_to_new_users_only,
     ping_and_backend,
 );
 

@@ -82,8 +82,16 @@ pub async fn users(
         Ok(r) => r,
         Err(e) => return pages::internal_error(&e),
     };
+    let apps = match state.store.list_apps().await {
+        Ok(a) => a
+            .into_iter()
+            .map(|a| (a.name.to_string(), a.display_name))
+            .collect(),
+        Err(e) => return pages::internal_error(&e),
+    };
     let (jar, csrf) = session::csrf_token(&state, jar);
     let view = pages::UsersView {
+        apps,
         query: query.unwrap_or_default(),
         sort: match sort {
             UserSort::Email => "email",
@@ -778,4 +786,305 @@ pub async fn send_test_mail(
         }
     };
     render_settings(&state, jar, Some(notice)).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct AccessQuery {
+    page: Option<u32>,
+    saved: Option<String>,
+}
+
+pub async fn access(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<AccessQuery>,
+) -> Response {
+    let notice = q.saved.is_some().then(|| {
+        (
+            "Saved. Changed roles take effect in the apps at once.".to_owned(),
+            true,
+        )
+    });
+    render_access(
+        &state,
+        jar,
+        q.page.unwrap_or(1).max(1),
+        notice,
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn render_access(
+    state: &AppState,
+    jar: CookieJar,
+    page: u32,
+    notice: Option<(String, bool)>,
+    status: StatusCode,
+) -> Response {
+    if let Err(resp) = require_admin(state, &jar, "/admin/access").await {
+        return resp;
+    }
+    let built = async {
+        let users = state
+            .store
+            .user_page(&UserPageRequest {
+                query: None,
+                sort: UserSort::Email,
+                descending: false,
+                page,
+                per_page: PER_PAGE,
+            })
+            .await?;
+        let apps = state.store.list_apps().await?;
+        let ids: Vec<_> = users.users.iter().map(|u| u.id).collect();
+        let roles = state.store.effective_roles(&ids).await?;
+        Ok::<_, stackspin_storage::StorageError>((users, apps, roles))
+    }
+    .await;
+    let (users, apps, roles) = match built {
+        Ok(b) => b,
+        Err(e) => return pages::internal_error(&e),
+    };
+    let rows = users
+        .users
+        .iter()
+        .map(|u| pages::AccessRow {
+            id: u.id.to_string(),
+            email: u.email.to_string(),
+            cells: apps
+                .iter()
+                .map(|a| {
+                    roles
+                        .iter()
+                        .find(|(id, app, _)| *id == u.id && *app == a.name)
+                        .map_or("none", |(_, _, r)| r.as_str())
+                        .to_owned()
+                })
+                .collect(),
+        })
+        .collect();
+    let view = pages::AccessView {
+        apps: apps
+            .iter()
+            .map(|a| {
+                (
+                    a.name.to_string(),
+                    a.display_name.clone(),
+                    a.default_role.as_str().to_owned(),
+                )
+            })
+            .collect(),
+        rows,
+        page,
+        pages: u32::try_from(users.total.div_ceil(u64::from(PER_PAGE)))
+            .unwrap_or(u32::MAX)
+            .max(1),
+        notice,
+    };
+    let (jar, csrf) = session::csrf_token(state, jar);
+    (jar, pages::admin_access(&csrf, &view, status)).into_response()
+}
+
+/// The matrix form: `r.<user id>.<app>` with the chosen role, `o.<user id>.<app>` with the role
+/// shown when the page was loaded, `d.<app>` with the default role.
+pub async fn save_access(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let csrf = form
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    if !session::csrf_ok(&state, &jar, &headers, csrf) {
+        return pages::form_expired();
+    }
+    let admin = match require_admin(&state, &jar, "/admin/access").await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let page: u32 = form
+        .iter()
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(1);
+    let original = |user: &str, app: &str| {
+        form.iter()
+            .find(|(k, _)| *k == format!("o.{user}.{app}"))
+            .and_then(|(_, v)| v.parse::<Role>().ok())
+    };
+    let mut changes = vec![];
+    for (key, value) in &form {
+        if let Some(rest) = key.strip_prefix("r.") {
+            let Some((user, app)) = rest.split_once('.') else {
+                continue;
+            };
+            let (Some(id), Ok(app_name), Ok(role)) = (
+                parse_user_id(user),
+                AppName::parse(app),
+                value.parse::<Role>(),
+            ) else {
+                continue;
+            };
+            let before = original(user, app);
+            // Only cells the admin changed; the others may have been changed by someone else.
+            if before != Some(role) {
+                changes.push((id, app_name, before, role));
+            }
+        }
+    }
+    let result = state.store.set_roles(&changes).await;
+    let changed = match result {
+        Ok(c) => c,
+        Err(stackspin_storage::StorageError::Conflict(what)) => {
+            let msg = format!(
+                "{what} was changed by someone else meanwhile, so nothing was saved. These are the current roles: make your changes again."
+            );
+            return render_access(&state, jar, page, Some((msg, false)), StatusCode::CONFLICT)
+                .await;
+        }
+        Err(e) => return pages::internal_error(&e),
+    };
+    for (key, value) in &form {
+        if let Some(app) = key.strip_prefix("d.")
+            && let (Ok(app), Ok(role)) = (AppName::parse(app), value.parse::<Role>())
+            && let Err(e) = state.store.set_default_role(&app, role).await
+        {
+            return pages::internal_error(&e);
+        }
+    }
+    if !changed.is_empty() {
+        state.outbox_wake.notify_one();
+    }
+    for c in changed {
+        let mut e = AuditEvent::new("role.changed");
+        e.actor = Some(admin.email.to_string());
+        e.user_id = Some(c.user.id.0);
+        e.user_email = Some(c.user.email.to_string());
+        e.app = Some(c.app.to_string());
+        e.detail = serde_json::json!({ "previous": c.previous, "role": c.role });
+        state.audit(e).await;
+    }
+    Redirect::to(&format!("/admin/access?page={page}&saved=1")).into_response()
+}
+
+/// The users table's batch form: selected `ids`, an `action` (delete | role), and for a role
+/// change the `app` and `role`.
+pub async fn batch(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let get = |k: &str| {
+        form.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    };
+    if !session::csrf_ok(&state, &jar, &headers, get("csrf")) {
+        return pages::form_expired();
+    }
+    let admin = match require_admin(&state, &jar, "/admin/users").await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let ids: Vec<_> = form
+        .iter()
+        .filter(|(k, _)| k == "ids")
+        .filter_map(|(_, v)| parse_user_id(v))
+        .collect();
+    if ids.is_empty() {
+        return pages::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Nothing selected",
+            "Select one or more users first.",
+        );
+    }
+    match get("action") {
+        "delete" if get("confirm") == "yes" => match state.store.delete_users(&ids).await {
+            Ok(deleted) => {
+                state.outbox_wake.notify_one();
+                for u in &deleted {
+                    let mut e = AuditEvent::new("user.deleted");
+                    e.actor = Some(admin.email.to_string());
+                    e.user_id = Some(u.id.0);
+                    e.user_email = Some(u.email.to_string());
+                    state.audit(e).await;
+                }
+                Redirect::to(&format!("/admin/users?deleted={}%20users", deleted.len()))
+                    .into_response()
+            }
+            Err(stackspin_storage::StorageError::LastAdmin(_)) => pages::error(
+                StatusCode::CONFLICT,
+                "Cannot delete every admin",
+                "The selection includes every admin. Nothing was deleted; keep at least one admin.",
+            ),
+            Err(e) => pages::internal_error(&e),
+        },
+        "delete" => {
+            // Ask first, listing who would go.
+            let mut names = vec![];
+            for id in &ids {
+                if let Ok(Some(u)) = state.store.user_by_id(*id).await {
+                    names.push(u.email.to_string());
+                }
+            }
+            let (jar, csrf) = session::csrf_token(&state, jar);
+            (
+                jar,
+                pages::batch_delete_confirm(
+                    &csrf,
+                    &ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                    &names,
+                ),
+            )
+                .into_response()
+        }
+        "role" => {
+            let (Ok(app), Ok(role)) = (AppName::parse(get("app")), get("role").parse::<Role>())
+            else {
+                return pages::error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Choose an app and a role",
+                    "Pick the app and the role to give the selected users.",
+                );
+            };
+            let changes: Vec<_> = ids
+                .iter()
+                .map(|id| (*id, app.clone(), None, role))
+                .collect();
+            match state.store.set_roles(&changes).await {
+                Ok(changed) => {
+                    if !changed.is_empty() {
+                        state.outbox_wake.notify_one();
+                    }
+                    for c in changed {
+                        let mut e = AuditEvent::new("role.changed");
+                        e.actor = Some(admin.email.to_string());
+                        e.user_id = Some(c.user.id.0);
+                        e.user_email = Some(c.user.email.to_string());
+                        e.app = Some(c.app.to_string());
+                        e.detail = serde_json::json!({ "previous": c.previous, "role": c.role });
+                        state.audit(e).await;
+                    }
+                    Redirect::to("/admin/users").into_response()
+                }
+                Err(stackspin_storage::StorageError::AppNotFound(a)) => pages::error(
+                    StatusCode::NOT_FOUND,
+                    "No such app",
+                    &format!("There is no app named {a}."),
+                ),
+                Err(e) => pages::internal_error(&e),
+            }
+        }
+        _ => pages::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Choose an action",
+            "Pick what to do with the selected users.",
+        ),
+    }
 }

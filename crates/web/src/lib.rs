@@ -207,6 +207,8 @@ pub fn router(state: AppState) -> Router {
         .route("/account", get(dashboard::account))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/new", get(admin::new_user_form))
+        .route("/admin/users/batch", post(admin::batch))
+        .route("/admin/access", get(admin::access).post(admin::save_access))
         .route(
             "/admin/apps",
             get(admin_apps::list).post(admin_apps::create),

@@ -338,6 +338,8 @@ pub fn account(
 
 /// What the admin users table shows.
 pub struct UsersView {
+    /// (name, display name) of every app, for the batch role change.
+    pub apps: Vec<(String, String)>,
     pub query: String,
     pub sort: &'static str,
     pub descending: bool,
@@ -608,4 +610,49 @@ pub fn app_credentials(
         axum::http::HeaderValue::from_static("no-store"),
     );
     resp
+}
+
+pub struct AccessRow {
+    pub id: String,
+    pub email: String,
+    /// The role in each app, in the order of `AccessView::apps`.
+    pub cells: Vec<String>,
+}
+
+pub struct AccessView {
+    /// (name, display name, default role)
+    pub apps: Vec<(String, String, String)>,
+    pub rows: Vec<AccessRow>,
+    pub page: u32,
+    pub pages: u32,
+    pub notice: Option<(String, bool)>,
+}
+
+impl AccessView {
+    pub fn app_name(&self, i: &usize) -> &str {
+        self.apps.get(*i).map_or("", |a| a.0.as_str())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin_access.html")]
+struct AdminAccess<'a> {
+    csrf: &'a str,
+    v: &'a AccessView,
+}
+
+pub fn admin_access(csrf: &str, v: &AccessView, status: StatusCode) -> Response {
+    render(status, &AdminAccess { csrf, v })
+}
+
+#[derive(Template)]
+#[template(path = "batch_delete.html")]
+struct BatchDelete<'a> {
+    csrf: &'a str,
+    ids: &'a [String],
+    names: &'a [String],
+}
+
+pub fn batch_delete_confirm(csrf: &str, ids: &[String], names: &[String]) -> Response {
+    render(StatusCode::OK, &BatchDelete { csrf, ids, names })
 }

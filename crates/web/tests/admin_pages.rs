@@ -684,3 +684,204 @@ async fn apps_are_registered_edited_rotated_and_removed_from_the_dashboard() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_access_matrix_saves_changed_cells_and_refuses_stale_ones() {
+    let p = start(fast_options()).await;
+    p.user("root@example.org", true).await;
+    let ada = p.user("ada@example.org", false).await;
+    let bob = p.user("bob@example.org", false).await;
+    p.app(AppSpec::default()).await;
+    p.app(AppSpec {
+        name: "chat",
+        redirect_uri: "https://chat.example.org/cb",
+        ..Default::default()
+    })
+    .await;
+    let b = browser();
+    sign_in(&p, &b, "root@example.org", PASSWORD).await;
+    let html = b
+        .get(p.url("/admin/access"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_value(&html, "csrf");
+    let cell = |u: &stackspin_domain::User, app: &str| format!("{}.{app}", u.id);
+    // Submit the whole matrix as shown, with Ada made admin of chat and wiki locked by default.
+    let mut form: Vec<(String, String)> =
+        vec![("csrf".into(), csrf.clone()), ("page".into(), "1".into())];
+    for u in [&ada, &bob] {
+        for app in ["chat", "wiki"] {
+            form.push((format!("o.{}", cell(u, app)), "user".into()));
+            let chosen = if u.id == ada.id && app == "chat" {
+                "admin"
+            } else {
+                "user"
+            };
+            form.push((format!("r.{}", cell(u, app)), chosen.into()));
+        }
+    }
+    form.push(("d.wiki".into(), "none".into()));
+    form.push(("d.chat".into(), "user".into()));
+    let resp = b
+        .post(p.url("/admin/access"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&resp), "/admin/access?page=1&saved=1");
+    let roles = p.store.roles_of(ada.id).await.unwrap();
+    assert_eq!(
+        roles,
+        [
+            (AppName::parse("chat").unwrap(), Role::Admin),
+            (AppName::parse("wiki").unwrap(), Role::User)
+        ]
+    );
+    assert_eq!(
+        p.store
+            .app_by_name(&AppName::parse("wiki").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .default_role,
+        Role::None
+    );
+    assert_eq!(
+        p.store.roles_of(bob.id).await.unwrap()[1].1,
+        Role::User,
+        "explicit roles survive a default change"
+    );
+
+    // Someone else changes Bob's chat role after the page was loaded: the save is refused whole.
+    let html = b
+        .get(p.url("/admin/access"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Saved.") || html.contains("access"), "{html}");
+    p.store
+        .set_role(&bob.email, &AppName::parse("chat").unwrap(), Role::None)
+        .await
+        .unwrap();
+    let stale = vec![
+        ("csrf".to_owned(), csrf.clone()),
+        (format!("o.{}", cell(&bob, "chat")), "user".to_owned()),
+        (format!("r.{}", cell(&bob, "chat")), "admin".to_owned()),
+        (format!("o.{}", cell(&ada, "wiki")), "user".to_owned()),
+        (format!("r.{}", cell(&ada, "wiki")), "none".to_owned()),
+    ];
+    let resp = b
+        .post(p.url("/admin/access"))
+        .form(&stale)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("changed by someone else")
+    );
+    assert_eq!(p.store.roles_of(bob.id).await.unwrap()[0].1, Role::None);
+    assert_eq!(
+        p.store.roles_of(ada.id).await.unwrap()[1].1,
+        Role::User,
+        "nothing half-saved"
+    );
+}
+
+#[tokio::test]
+async fn batch_role_change_and_batch_delete_with_confirmation() {
+    let p = start(fast_options()).await;
+    let root = p.user("root@example.org", true).await;
+    let ada = p.user("ada@example.org", false).await;
+    let bob = p.user("bob@example.org", false).await;
+    p.app(AppSpec::default()).await;
+    let b = browser();
+    sign_in(&p, &b, "root@example.org", PASSWORD).await;
+    let html = b
+        .get(p.url("/admin/users"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("name=\"ids\""));
+    let csrf = hidden_value(&html, "csrf");
+    let (a, bo) = (ada.id.to_string(), bob.id.to_string());
+    let resp = b
+        .post(p.url("/admin/users/batch"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action", "role"),
+            ("app", "wiki"),
+            ("role", "admin"),
+            ("ids", a.as_str()),
+            ("ids", bo.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&resp), "/admin/users");
+    for u in [&ada, &bob] {
+        assert_eq!(p.store.roles_of(u.id).await.unwrap()[0].1, Role::Admin);
+    }
+    // Delete asks first, naming everyone, and deletes nothing until confirmed.
+    let resp = b
+        .post(p.url("/admin/users/batch"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action", "delete"),
+            ("ids", a.as_str()),
+            ("ids", bo.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("Delete 2 users?")
+            && html.contains("ada@example.org")
+            && html.contains("bob@example.org")
+    );
+    assert_eq!(p.store.count_users().await.unwrap(), 3);
+    // All admins selected: refused whole.
+    let r = root.id.to_string();
+    let resp = b
+        .post(p.url("/admin/users/batch"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action", "delete"),
+            ("confirm", "yes"),
+            ("ids", a.as_str()),
+            ("ids", r.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    assert_eq!(p.store.count_users().await.unwrap(), 3, "nothing deleted");
+    let resp = b
+        .post(p.url("/admin/users/batch"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action", "delete"),
+            ("confirm", "yes"),
+            ("ids", a.as_str()),
+            ("ids", bo.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&resp), "/admin/users?deleted=2%20users");
+    assert_eq!(p.store.count_users().await.unwrap(), 1);
+}
