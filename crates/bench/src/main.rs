@@ -9,6 +9,7 @@
 //!    this process with the same parameters: logins are bounded by hashing by design.
 //!
 //! Usage: stackspin-bench STACKSPIN_BIN PEERS_DIR [--seconds N] [--concurrency N]
+//!        stackspin-bench users STACKSPIN_BIN [--users N]   (the Dashboard with many users)
 
 use std::{
     process::{Child, Command, Stdio},
@@ -408,6 +409,9 @@ fn argon2_verify_rate(seconds: u64) -> Result<f64> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("users") {
+        return users_bench(&args).await;
+    }
     let (Some(bin), Some(peers)) = (args.get(1), args.get(2)) else {
         bail!("usage: stackspin-bench STACKSPIN_BIN PEERS_DIR [--seconds N] [--concurrency N]");
     };
@@ -506,4 +510,153 @@ async fn main() -> Result<()> {
     drop(reference);
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
+}
+
+/// The Dashboard's users page and `GET /api/v1/users` with many users: p50/p99 request time for
+/// listing, searching and paging, one request at a time, measured by the client on loopback.
+async fn users_bench(args: &[String]) -> Result<()> {
+    let bin = args
+        .get(2)
+        .context("usage: stackspin-bench users STACKSPIN_BIN [--users N]")?;
+    let n: usize = args
+        .iter()
+        .position(|a| a == "--users")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let data = std::env::temp_dir().join(format!("stackspin-bench-users-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    let server = start_stackspin(bin, &data).await?;
+    let issuer = server.target.issuer.clone();
+    let db = format!("sqlite://{}/stackspin.sqlite", data.display());
+    let out = Command::new(bin)
+        .args([
+            "--database-url",
+            &db,
+            "api-token",
+            "create",
+            "bench",
+            "--as",
+            "admin@example.org",
+            "--json",
+        ])
+        .output()?;
+    let token: Value = serde_json::from_slice(&out.stdout).context("api-token output")?;
+    let token = token["token"].as_str().context("token")?.to_owned();
+    let creds = Command::new(bin)
+        .args(["--database-url", &db, "admin-credentials", "--json"])
+        .output()?;
+    let creds: Value = serde_json::from_slice(&creds.stdout)?;
+    let admin_password = creds["password"].as_str().context("password")?.to_owned();
+
+    // Seed through the API, as an admin would in bulk.
+    let seeded = Instant::now();
+    let http = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, issuer, token, next) = (http.clone(), issuer.clone(), token.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return Ok::<_, anyhow::Error>(());
+                    }
+                    let r = http
+                        .post(format!("{issuer}/api/v1/users"))
+                        .bearer_auth(&token)
+                        .json(&serde_json::json!({"email": format!("person{i:05}@example.org"), "name": format!("Person {i:05} Example")}))
+                        .send()
+                        .await?;
+                    if r.status().as_u16() != 201 {
+                        bail!("seeding answered {}", r.status());
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await??;
+    }
+    println!(
+        "seeded {n} users through POST /api/v1/users in {:.1} s\n",
+        seeded.elapsed().as_secs_f64()
+    );
+
+    // An admin browser session for the HTML page.
+    let b = browser()?;
+    let page = b
+        .get(format!("{issuer}/login"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let csrf = hidden(&page, "csrf").context("csrf")?;
+    b.post(format!("{issuer}/login"))
+        .form(&[
+            ("email", "admin@example.org"),
+            ("password", admin_password.as_str()),
+            ("csrf", &csrf),
+            ("return_to", "/"),
+        ])
+        .send()
+        .await?;
+
+    let last_page = n.div_ceil(50);
+    let cases = [
+        ("list, first page", "q=&page=1".to_owned()),
+        ("list, middle page", format!("page={}", last_page / 2)),
+        ("list, last page", format!("page={last_page}")),
+        ("search (1 match)", "q=person04242".to_owned()),
+        ("search (1,111 matches)", "q=person0".to_owned()),
+        (
+            "sort by name, descending",
+            "sort=name&order=desc".to_owned(),
+        ),
+    ];
+    println!("| request | users page p50 ms | p99 ms | GET /api/v1/users p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+    for (label, query) in &cases {
+        let api_query = query.replace("sort=created", "sort=created_at");
+        let page = timed(200, || {
+            b.get(format!("{issuer}/admin/users?{query}")).send()
+        })
+        .await?;
+        let api = timed(200, || {
+            http.get(format!("{issuer}/api/v1/users?{api_query}&per_page=50"))
+                .bearer_auth(&token)
+                .send()
+        })
+        .await?;
+        println!(
+            "| {label} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            page.0, page.1, api.0, api.1
+        );
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(())
+}
+
+/// p50 and p99 in milliseconds of `n` sequential requests (after 10 unmeasured ones).
+async fn timed<F, Fut>(n: usize, request: F) -> Result<(f64, f64)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n + 10 {
+        let t = Instant::now();
+        let r = request().await?;
+        if !r.status().is_success() {
+            bail!("answered {}", r.status());
+        }
+        let _ = r.bytes().await?;
+        if i >= 10 {
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    Ok((pct(0.5), pct(0.99)))
 }
