@@ -291,3 +291,84 @@ async fn browser_accepts_an_invitation_then_enrols_and_uses_totp() {
     b.wait_for_text("Signed in as").await;
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_admin_manages_users_and_apps() {
+    let p = start(fast_options()).await;
+    p.user("root@example.org", true).await;
+    for i in 0..12 {
+        p.store
+            .create_user(&stackspin_domain::NewUser {
+                email: stackspin_domain::Email::parse(&format!("member{i:02}@example.org"))
+                    .unwrap(),
+                name: stackspin_domain::UserName::parse(&format!("Member {i:02}")).unwrap(),
+                password_hash: None,
+                is_admin: false,
+            })
+            .await
+            .unwrap();
+    }
+    let b = Browser::start().await;
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+
+    // Register an app: the secret is shown once.
+    b.click("nav-admin-apps").await;
+    b.click("register-app").await;
+    b.fill("name", "wiki").await;
+    b.fill("display_name", "Team Wiki").await;
+    b.fill("url", "https://wiki.example.org").await;
+    b.fill("redirect_uris", "https://wiki.example.org/oidc/callback")
+        .await;
+    b.click("save-app").await;
+    let secret = b.text("client-secret").await;
+    assert!(secret.len() >= 43);
+    b.client.goto(&p.url("/admin/apps")).await.unwrap();
+    b.wait_for_text("Team Wiki").await;
+    b.screenshot("apps-admin-page").await;
+
+    // Search the users table, then add a user with a role in the new app.
+    b.click("nav-users").await;
+    b.fill("q", "member1").await;
+    b.click("search-submit").await;
+    b.wait_for_text("2 users matching").await;
+    b.client.goto(&p.url("/admin/users")).await.unwrap();
+    b.wait_for_text("13 users").await;
+    b.screenshot("users-page").await;
+    b.click("add-user").await;
+    b.fill("name", "Ada Lovelace").await;
+    b.fill("email", "ada@example.org").await;
+    b.client
+        .find(Locator::Css("#role-wiki option[value=admin]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.click("create-user").await;
+    b.wait_for_text("Added ada@example.org").await;
+
+    // Edit her: a new name, saved.
+    b.client
+        .find(Locator::LinkText("ada@example.org"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.fill("name", "Ada King").await;
+    b.click("save-user").await;
+    b.wait_for_text("Saved.").await;
+    let ada = p
+        .store
+        .user_by_email(&stackspin_domain::Email::parse("ada@example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ada.name.as_str(), "Ada King");
+    assert_eq!(
+        p.store.roles_of(ada.id).await.unwrap()[0].1,
+        stackspin_domain::Role::Admin
+    );
+    b.close().await;
+}
