@@ -67,6 +67,21 @@ fn admin_endpoints(user_id: &str) -> Vec<(Method, String, Option<Value>)> {
             ),
         ),
         (Method::GET, "/api/v1/audit".into(), None),
+        (
+            Method::PATCH,
+            "/api/v1/apps/wiki".into(),
+            Some(
+                json!({"url": "https://x.example.org", "redirect_uris": ["https://x.example.org/cb"]}),
+            ),
+        ),
+        (Method::DELETE, "/api/v1/apps/wiki".into(), None),
+        (Method::POST, "/api/v1/apps/wiki/secret".into(), None),
+        (Method::GET, "/api/v1/settings".into(), None),
+        (
+            Method::PUT,
+            "/api/v1/settings".into(),
+            Some(json!({"mfa_required": "everyone"})),
+        ),
     ]
 }
 
@@ -429,5 +444,106 @@ async fn the_openapi_document_describes_exactly_the_routes_and_is_valid() {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_api_covers_app_changes_settings_and_the_callers_own_sessions() {
+    let p = start(fast_options()).await;
+    let token = admin_token(&p).await;
+    let t = Some(token.as_str());
+    let http = reqwest::Client::new();
+    let (_, app) = call(&p, &http, t, Method::POST, "/api/v1/apps", Some(json!({
+        "name": "wiki", "url": "https://wiki.example.org", "redirect_uris": ["https://wiki.example.org/cb"]
+    }))).await;
+    let (status, edited) = call(&p, &http, t, Method::PATCH, "/api/v1/apps/wiki", Some(json!({
+        "url": "https://docs.example.org", "redirect_uris": ["https://docs.example.org/cb"], "default_role": "none"
+    }))).await;
+    assert_eq!(
+        (
+            status,
+            edited["default_role"].as_str(),
+            edited["name"].as_str()
+        ),
+        (200, Some("none"), Some("wiki"))
+    );
+    let (status, rotated) =
+        call(&p, &http, t, Method::POST, "/api/v1/apps/wiki/secret", None).await;
+    assert_eq!(status, 200);
+    assert_ne!(rotated["client_secret"], app["client_secret"]);
+    let (status, s) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/settings",
+        Some(json!({"mfa_required": "admins"})),
+    )
+    .await;
+    assert_eq!((status, s["mfa_required"].as_str()), (200, Some("admins")));
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/settings",
+        Some(json!({"mfa_required": "maybe"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, _) = call(&p, &http, t, Method::DELETE, "/api/v1/apps/wiki", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&p, &http, t, Method::DELETE, "/api/v1/apps/wiki", None).await;
+    assert_eq!(status, 404);
+
+    // Any signed-in person: their own account and sessions, not others'.
+    let ada = p.user("ada@example.org", false).await;
+    let (b1, b2) = (browser(), browser());
+    sign_in(&p, &b1, "ada@example.org", PASSWORD).await;
+    sign_in(&p, &b2, "ada@example.org", PASSWORD).await;
+    let me: Value = b1
+        .get(p.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["id"], ada.id.to_string());
+    let sessions = me["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(
+        b1.get(p.url("/api/v1/settings"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let other = sessions
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .find(|_| true)
+        .unwrap()
+        .to_owned();
+    let resp = b1
+        .delete(p.url(&format!("/api/v1/me/sessions/{other}")))
+        .header("x-requested-with", "stackspin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let left = p.store.sessions_of_user(ada.id).await.unwrap().len();
+    assert_eq!(left, 1);
+    let resp = b2
+        .delete(p.url("/api/v1/me/sessions/not-mine"))
+        .header("x-requested-with", "stackspin")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status() == 404 || resp.status() == 401,
+        "{}",
+        resp.status()
     );
 }

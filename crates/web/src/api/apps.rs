@@ -63,3 +63,74 @@ pub async fn create(
     body["issuer"] = json!(state.public_url.as_str());
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
+
+async fn load(state: &AppState, name: &str) -> Result<App, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no app named {name}"),
+        )
+    };
+    let name = stackspin_domain::AppName::parse(name).map_err(|_| not_found())?;
+    state.store.app_by_name(&name).await?.ok_or_else(not_found)
+}
+
+/// Replaces an app's settings. The name and client type stay; a new default role applies to
+/// new users only.
+pub async fn update(
+    State(state): State<AppState>,
+    admin: Admin,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Json(mut input): Json<AppInput>,
+) -> Result<Json<Value>, ApiError> {
+    let app = load(&state, &name).await?;
+    input.name = app.name.to_string();
+    input.public = app.is_public();
+    let new = input.validate().map_err(ApiError::invalid)?;
+    let updated = state.store.update_app(&app.name, &new).await?;
+    let mut e = admin.event("client.updated");
+    e.app = Some(app.name.to_string());
+    state.audit(e).await;
+    Ok(Json(app_json(&updated)))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    admin: Admin,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let app = load(&state, &name).await?;
+    state.store.remove_app(&app.name).await?;
+    let mut e = admin.event("client.removed");
+    e.app = Some(app.name.to_string());
+    state.audit(e).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new client secret, returned this once; the old one stops working at once.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    admin: Admin,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let app = load(&state, &name).await?;
+    if app.is_public() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "public_client",
+            "a public client has no secret",
+        ));
+    }
+    let secret = new_client_secret();
+    state
+        .store
+        .set_client_secret(&app.name, &hash_secret(&secret))
+        .await?;
+    let mut e = admin.event("client.secret_rotated");
+    e.app = Some(app.name.to_string());
+    state.audit(e).await;
+    Ok(Json(
+        json!({ "client_id": app.client_id.0, "client_secret": secret }),
+    ))
+}

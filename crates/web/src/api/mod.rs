@@ -8,6 +8,7 @@
 
 mod apps;
 mod audit;
+mod me;
 mod users;
 
 use axum::{
@@ -48,7 +49,12 @@ api_routes! {
     "/users/{id}" => { get users::show, patch users::update, delete users::delete },
     "/users/{id}/roles/{app}" => { put users::set_role },
     "/apps" => { get apps::list, post apps::create },
+    "/apps/{name}" => { patch apps::update, delete apps::remove },
+    "/apps/{name}/secret" => { post apps::rotate_secret },
     "/audit" => { get audit::list },
+    "/me" => { get me::me },
+    "/me/sessions/{id}" => { delete me::end_session },
+    "/settings" => { get me::settings, put me::update_settings },
 }
 
 /// The OpenAPI 3.1 description of this API, written by hand and checked against [`ROUTES`]
