@@ -22,8 +22,29 @@ use stackspin_storage::{
 
 use crate::{AppState, pages, session};
 
+/// After roles changed: wake the back-channel worker so the apps hear at once, and record
+/// each change as made by `admin`.
+async fn role_changes_done(
+    state: &AppState,
+    admin: &User,
+    changes: Vec<stackspin_storage::RoleChange>,
+) {
+    if !changes.is_empty() {
+        state.outbox_wake.notify_one();
+    }
+    for c in changes {
+        let mut e = AuditEvent::new("role.changed");
+        e.actor = Some(admin.email.to_string());
+        e.user_id = Some(c.user.id.0);
+        e.user_email = Some(c.user.email.to_string());
+        e.app = Some(c.app.to_string());
+        e.detail = serde_json::json!({ "previous": c.previous, "role": c.role });
+        state.audit(e).await;
+    }
+}
+
 /// The signed-in admin, or the page that refuses everyone else.
-async fn require_admin(
+pub(crate) async fn require_admin(
     state: &AppState,
     jar: &CookieJar,
     return_to: &str,
@@ -450,23 +471,12 @@ pub async fn edit_user(
         .await
     {
         Ok((updated, changes)) => {
-            if !changes.is_empty() {
-                state.outbox_wake.notify_one();
-            }
             let mut e = AuditEvent::new("user.updated");
             e.actor = Some(admin.email.to_string());
             e.user_id = Some(updated.id.0);
             e.user_email = Some(updated.email.to_string());
             state.audit(e).await;
-            for c in changes {
-                let mut e = AuditEvent::new("role.changed");
-                e.actor = Some(admin.email.to_string());
-                e.user_id = Some(updated.id.0);
-                e.user_email = Some(updated.email.to_string());
-                e.app = Some(c.app.to_string());
-                e.detail = serde_json::json!({ "previous": c.previous, "role": c.role });
-                state.audit(e).await;
-            }
+            role_changes_done(&state, &admin, changes).await;
             Redirect::to(&format!("/admin/users/{}?saved=1", updated.id)).into_response()
         }
         Err(stackspin_storage::StorageError::Conflict(_)) => {
@@ -580,10 +590,11 @@ pub async fn delete_user(
     }
 }
 
+/// A form whose only field is its CSRF token (confirmations).
 #[derive(Deserialize)]
 pub struct CsrfOnly {
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -956,18 +967,7 @@ pub async fn save_access(
             return pages::internal_error(&e);
         }
     }
-    if !changed.is_empty() {
-        state.outbox_wake.notify_one();
-    }
-    for c in changed {
-        let mut e = AuditEvent::new("role.changed");
-        e.actor = Some(admin.email.to_string());
-        e.user_id = Some(c.user.id.0);
-        e.user_email = Some(c.user.email.to_string());
-        e.app = Some(c.app.to_string());
-        e.detail = serde_json::json!({ "previous": c.previous, "role": c.role });
-        state.audit(e).await;
-    }
+    role_changes_done(&state, &admin, changed).await;
     Redirect::to(&format!("/admin/access?page={page}&saved=1")).into_response()
 }
 
@@ -1059,18 +1059,7 @@ pub async fn batch(
                 .collect();
             match state.store.set_roles(&changes).await {
                 Ok(changed) => {
-                    if !changed.is_empty() {
-                        state.outbox_wake.notify_one();
-                    }
-                    for c in changed {
-                        let mut e = AuditEvent::new("role.changed");
-                        e.actor = Some(admin.email.to_string());
-                        e.user_id = Some(c.user.id.0);
-                        e.user_email = Some(c.user.email.to_string());
-                        e.app = Some(c.app.to_string());
-                        e.detail = serde_json::json!({ "previous": c.previous, "role": c.role });
-                        state.audit(e).await;
-                    }
+                    role_changes_done(&state, &admin, changed).await;
                     Redirect::to("/admin/users").into_response()
                 }
                 Err(stackspin_storage::StorageError::AppNotFound(a)) => pages::error(

@@ -16,25 +16,14 @@ use stackspin_domain::{
 };
 use stackspin_storage::AuditEvent;
 
-use crate::{AppState, pages, session};
-
-async fn require_admin(
-    state: &AppState,
-    jar: &CookieJar,
-) -> Result<stackspin_domain::User, Response> {
-    let (_, user) = session::require(state, jar, "/admin/apps").await?;
-    if !user.is_admin {
-        return Err(pages::error(
-            StatusCode::FORBIDDEN,
-            "Admins only",
-            "This page is for administrators of your organisation.",
-        ));
-    }
-    Ok(user)
-}
+use crate::{
+    AppState,
+    admin::{CsrfOnly, require_admin},
+    pages, session,
+};
 
 pub async fn list(State(state): State<AppState>, jar: CookieJar) -> Response {
-    if let Err(resp) = require_admin(&state, &jar).await {
+    if let Err(resp) = require_admin(&state, &jar, "/admin/apps").await {
         return resp;
     }
     let apps = match state.store.list_apps().await {
@@ -139,7 +128,7 @@ fn form_page(
 }
 
 pub async fn new_form(State(state): State<AppState>, jar: CookieJar) -> Response {
-    if let Err(resp) = require_admin(&state, &jar).await {
+    if let Err(resp) = require_admin(&state, &jar, "/admin/apps").await {
         return resp;
     }
     form_page(
@@ -159,7 +148,7 @@ pub async fn create(
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
         return pages::form_expired();
     }
-    let admin = match require_admin(&state, &jar).await {
+    let admin = match require_admin(&state, &jar, "/admin/apps").await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
@@ -238,7 +227,7 @@ pub async fn edit_form(
     jar: CookieJar,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(resp) = require_admin(&state, &jar).await {
+    if let Err(resp) = require_admin(&state, &jar, "/admin/apps").await {
         return resp;
     }
     match load(&state, &name).await {
@@ -262,7 +251,7 @@ pub async fn update(
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
         return pages::form_expired();
     }
-    let admin = match require_admin(&state, &jar).await {
+    let admin = match require_admin(&state, &jar, "/admin/apps").await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
@@ -294,18 +283,12 @@ pub async fn update(
     Redirect::to("/admin/apps").into_response()
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn confirm_rotate(
     State(state): State<AppState>,
     jar: CookieJar,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(resp) = require_admin(&state, &jar).await {
+    if let Err(resp) = require_admin(&state, &jar, "/admin/apps").await {
         return resp;
     }
     let app = match load(&state, &name).await {
@@ -341,7 +324,7 @@ pub async fn rotate(
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
         return pages::form_expired();
     }
-    let admin = match require_admin(&state, &jar).await {
+    let admin = match require_admin(&state, &jar, "/admin/apps").await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
@@ -376,7 +359,7 @@ pub async fn confirm_remove(
     jar: CookieJar,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(resp) = require_admin(&state, &jar).await {
+    if let Err(resp) = require_admin(&state, &jar, "/admin/apps").await {
         return resp;
     }
     let app = match load(&state, &name).await {
@@ -412,7 +395,7 @@ pub async fn remove(
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
         return pages::form_expired();
     }
-    let admin = match require_admin(&state, &jar).await {
+    let admin = match require_admin(&state, &jar, "/admin/apps").await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
