@@ -179,7 +179,11 @@ pub async fn change_password(
         return pages::internal_error(&e);
     }
     // Whoever knew the old password may be signed in elsewhere: end every other session.
-    if let Err(e) = end_sessions(&state, &user, Some(&current.sid)).await {
+    if let Err(e) = state
+        .end_sessions(&user, Some(&current.sid))
+        .await
+        .map(drop)
+    {
         return pages::internal_error(&e);
     }
     let mut e = AuditEvent::new("password.changed");
@@ -197,20 +201,6 @@ pub async fn change_password(
         StatusCode::OK,
     )
     .await
-}
-
-/// Ends the user's sessions, except `keep`.
-async fn end_sessions(
-    state: &AppState,
-    user: &stackspin_domain::User,
-    keep: Option<&str>,
-) -> Result<(), stackspin_storage::StorageError> {
-    for s in state.store.sessions_of_user(user.id).await? {
-        if Some(s.sid.as_str()) != keep {
-            state.end_session(&s.sid, user, "logout").await?;
-        }
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -235,8 +225,11 @@ pub async fn end_session(
         Err(resp) => return resp,
     };
     let result = match f.target.as_str() {
-        "others" => end_sessions(&state, &user, Some(&current.sid)).await,
-        "all" => end_sessions(&state, &user, None).await,
+        "others" => state
+            .end_sessions(&user, Some(&current.sid))
+            .await
+            .map(drop),
+        "all" => state.end_sessions(&user, None).await.map(drop),
         sid => {
             // Only one's own sessions.
             match state.store.sessions_of_user(user.id).await {

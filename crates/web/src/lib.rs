@@ -197,6 +197,22 @@ impl AppState {
         self.audit(e).await;
         Ok(())
     }
+
+    /// Ends all of the user's sessions except `keep`; returns how many ended.
+    pub(crate) async fn end_sessions(
+        &self,
+        user: &stackspin_domain::User,
+        keep: Option<&str>,
+    ) -> Result<usize, stackspin_storage::StorageError> {
+        let mut ended = 0;
+        for s in self.store.sessions_of_user(user.id).await? {
+            if Some(s.sid.as_str()) != keep {
+                self.end_session(&s.sid, user, "logout").await?;
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
 }
 
 /// The routes and middleware, without a socket (tests can drive it with `oneshot`).

@@ -82,6 +82,23 @@ fn admin_endpoints(user_id: &str) -> Vec<(Method, String, Option<Value>)> {
             "/api/v1/settings".into(),
             Some(json!({"mfa_required": "everyone"})),
         ),
+        (
+            Method::POST,
+            "/api/v1/users/batch".into(),
+            Some(json!({"action": "delete", "ids": [user_id]})),
+        ),
+        (Method::GET, "/api/v1/access".into(), None),
+        (Method::GET, "/api/v1/apps/wiki".into(), None),
+        (
+            Method::PUT,
+            "/api/v1/apps/wiki/default-role".into(),
+            Some(json!({"role": "admin"})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/settings/test-mail".into(),
+            Some(json!({"to": "x@example.org"})),
+        ),
     ]
 }
 
@@ -546,4 +563,230 @@ async fn the_api_covers_app_changes_settings_and_the_callers_own_sessions() {
         "{}",
         resp.status()
     );
+}
+
+#[tokio::test]
+async fn the_api_does_batch_actions_the_access_matrix_and_password_changes() {
+    let smtp = SmtpServer::start().await;
+    let p = start_with(smtp.settings(), fast_options()).await;
+    let token = admin_token(&p).await;
+    let t = Some(token.as_str());
+    let http = reqwest::Client::new();
+    p.app(AppSpec::default()).await;
+    let mut ids = vec![];
+    for i in 0..3 {
+        ids.push(
+            p.user(&format!("m{i}@example.org"), false)
+                .await
+                .id
+                .to_string(),
+        );
+    }
+
+    // Batch role change: all three become wiki admins in one call.
+    let (status, body) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/users/batch",
+        Some(json!({
+            "action": "set_role", "ids": ids, "app": "wiki", "role": "admin"
+        })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["changed"].as_array().map(Vec::len)),
+        (200, Some(3))
+    );
+    // Bad input names its fields; an unknown app changes nobody.
+    let (status, body) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/users/batch",
+        Some(json!({
+            "action": "set_role", "ids": ids, "role": "boss"
+        })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["fields"]["app"].is_string() && body["fields"]["role"].is_string(),
+        "{body}"
+    );
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/users/batch",
+        Some(json!({
+            "action": "set_role", "ids": ids, "app": "nope", "role": "none"
+        })),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The matrix shows the effective roles; a new default role applies to new users only.
+    let (status, m) = call(
+        &p,
+        &http,
+        t,
+        Method::GET,
+        "/api/v1/access?per_page=2&page=2",
+        None,
+    )
+    .await;
+    assert_eq!((status, m["total"].as_u64()), (200, Some(4)));
+    assert_eq!(m["users"].as_array().unwrap().len(), 2);
+    assert_eq!(m["users"][0]["email"], "m2@example.org");
+    assert_eq!(m["users"][0]["roles"]["wiki"], "admin");
+    let (status, d) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/apps/wiki/default-role",
+        Some(json!({"role": "none"})),
+    )
+    .await;
+    assert_eq!((status, d["default_role"].as_str()), (200, Some("none")));
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/apps/wiki/default-role",
+        Some(json!({"role": "owner"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let newcomer = p.user("new@example.org", false).await;
+    let (_, app) = call(&p, &http, t, Method::GET, "/api/v1/apps/wiki", None).await;
+    assert_eq!(app["default_role"], "none");
+    let (_, shown) = call(
+        &p,
+        &http,
+        t,
+        Method::GET,
+        &format!("/api/v1/users/{}", newcomer.id),
+        None,
+    )
+    .await;
+    assert_eq!(shown["roles"]["wiki"], "none");
+    let (_, shown) = call(
+        &p,
+        &http,
+        t,
+        Method::GET,
+        &format!("/api/v1/users/{}", ids[0]),
+        None,
+    )
+    .await;
+    assert_eq!(shown["roles"]["wiki"], "admin");
+
+    // Batch delete: all or nothing. An unknown id deletes nobody.
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/users/batch",
+        Some(json!({
+            "action": "delete", "ids": [ids[0], "00000000-0000-0000-0000-000000000000"]
+        })),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(p.store.count_users().await.unwrap(), 5);
+    let (status, body) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/users/batch",
+        Some(json!({
+            "action": "delete", "ids": [ids[0], ids[1]]
+        })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["deleted"].as_array().map(Vec::len)),
+        (200, Some(2))
+    );
+    assert_eq!(p.store.count_users().await.unwrap(), 3);
+
+    // The test email goes through the real SMTP server.
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/settings/test-mail",
+        Some(json!({"to": "ops@example.org"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    smtp.wait_for("ops@example.org").await;
+    let (status, body) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/settings/test-mail",
+        Some(json!({"to": "not an address"})),
+    )
+    .await;
+    assert_eq!((status, body["fields"]["to"].is_string()), (422, true));
+
+    // A person changes their own password: the current one is required, other sessions end,
+    // the one making the call stays.
+    p.user("ada@example.org", false).await;
+    let (b1, b2) = (browser(), browser());
+    sign_in(&p, &b1, "ada@example.org", PASSWORD).await;
+    sign_in(&p, &b2, "ada@example.org", PASSWORD).await;
+    let put = |body: Value| {
+        b1.put(p.url("/api/v1/me/password"))
+            .header("x-requested-with", "stackspin")
+            .json(&body)
+            .send()
+    };
+    let resp = put(json!({"current": "wrong password!", "new": "a brand new passphrase"}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let resp = put(json!({"current": PASSWORD, "new": "short"}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["fields"]["new"].is_string(), "{body}");
+    let resp = put(json!({"current": PASSWORD, "new": "a brand new passphrase"}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(is_signed_in(&p, &b1).await);
+    assert!(!is_signed_in(&p, &b2).await);
+    let b3 = browser();
+    sign_in(&p, &b3, "ada@example.org", "a brand new passphrase").await;
+    // Log out the others, then everywhere.
+    let resp = b1
+        .delete(p.url("/api/v1/me/sessions?keep_current=true"))
+        .header("x-requested-with", "stackspin")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["ended"], 1);
+    assert!(is_signed_in(&p, &b1).await && !is_signed_in(&p, &b3).await);
+    let resp = b1
+        .delete(p.url("/api/v1/me/sessions"))
+        .header("x-requested-with", "stackspin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(!is_signed_in(&p, &b1).await);
 }

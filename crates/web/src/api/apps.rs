@@ -134,3 +134,40 @@ pub async fn rotate_secret(
         json!({ "client_id": app.client_id.0, "client_secret": secret }),
     ))
 }
+
+pub async fn show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(app_json(&load(&state, &name).await?)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct DefaultRoleBody {
+    role: String,
+}
+
+/// The role new users get in an app. Existing users keep the role they have now.
+pub async fn set_default_role(
+    State(state): State<AppState>,
+    admin: Admin,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Json(b): Json<DefaultRoleBody>,
+) -> Result<Json<Value>, ApiError> {
+    let app = load(&state, &name).await?;
+    let role: stackspin_domain::Role =
+        b.role
+            .parse()
+            .map_err(|e: stackspin_domain::role::RoleError| {
+                ApiError::invalid(vec![("role", e.to_string())])
+            })?;
+    state.store.set_default_role(&app.name, role).await?;
+    let mut e = admin.event("app.default_role");
+    e.app = Some(app.name.to_string());
+    e.detail = json!({ "previous": app.default_role, "role": role });
+    state.audit(e).await;
+    Ok(Json(
+        json!({ "app": app.name.as_str(), "default_role": role }),
+    ))
+}

@@ -1,13 +1,16 @@
 //! `/api/v1/me` and `/api/v1/settings`: the caller's own account and sessions, and platform
 //! settings.
 
+use std::net::SocketAddr;
+
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{ConnectInfo, Path, State},
     http::StatusCode,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use stackspin_domain::password::Password;
 
 use super::{Admin, ApiError, Caller};
 use crate::AppState;
@@ -105,4 +108,122 @@ pub async fn update_settings(
     Ok(Json(
         json!({ "mfa_required": b.mfa_required, "outgoing_mail": state.mail_summary }),
     ))
+}
+
+#[derive(Deserialize)]
+pub struct PasswordBody {
+    current: String,
+    new: String,
+}
+
+/// Changes the caller's password (the current one is required) and ends their other
+/// sessions, as the account page does.
+pub async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
+    Json(b): Json<PasswordBody>,
+) -> Result<StatusCode, ApiError> {
+    let user = &caller.user;
+    let ip = peer.ip().to_string();
+    let key = format!("pw:{}", user.id);
+    if !state.throttle.allowed(&key, &ip) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "too many attempts: wait a few minutes",
+        ));
+    }
+    let stored = user
+        .password_hash
+        .clone()
+        .unwrap_or_else(|| (*state.dummy_hash).clone());
+    let ok = state
+        .verify_password(b.current, stored)
+        .await
+        .is_some_and(|v| v.matched())
+        && user.has_password();
+    if !ok {
+        state.throttle.failed(&key, &ip);
+        return Err(ApiError::invalid(vec![(
+            "current",
+            "the current password is not right".into(),
+        )]));
+    }
+    let password =
+        Password::new(&b.new).map_err(|e| ApiError::invalid(vec![("new", e.to_string())]))?;
+    let hash = state.hash_password(password).await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the server is busy: try again in a moment",
+        )
+    })?;
+    state.store.set_password_hash(user.id, &hash).await?;
+    state.end_sessions(user, caller.sid.as_deref()).await?;
+    let mut e = stackspin_storage::AuditEvent::new("password.changed");
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    e.ip = Some(ip);
+    state.audit(e).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct EndSessionsQuery {
+    #[serde(default)]
+    keep_current: bool,
+}
+
+/// Ends the caller's sessions everywhere (and their app sessions), or all but the one this
+/// call came with (`?keep_current=true`).
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(q): axum::extract::Query<EndSessionsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let keep = if q.keep_current {
+        caller.sid.as_deref()
+    } else {
+        None
+    };
+    let ended = state.end_sessions(&caller.user, keep).await?;
+    Ok(Json(json!({ "ended": ended })))
+}
+
+#[derive(Deserialize)]
+pub struct TestMailBody {
+    to: String,
+}
+
+/// Sends a test email through the configured outgoing mail server and reports what it said.
+pub async fn send_test_mail(
+    State(state): State<AppState>,
+    admin: Admin,
+    Json(b): Json<TestMailBody>,
+) -> Result<Json<Value>, ApiError> {
+    let to = stackspin_domain::Email::parse(&b.to)
+        .map_err(|e| ApiError::invalid(vec![("to", e.to_string())]))?;
+    let Some(mailer) = &state.mailer else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mail_not_configured",
+            "outgoing mail is not configured: set the outgoing_mail_* settings and restart",
+        ));
+    };
+    let (subject, body) = stackspin_domain::mail::test_message();
+    mailer
+        .send(to.as_str(), &subject, &body)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "mail_refused",
+                format!("the mail server did not accept the test email: {e}"),
+            )
+        })?;
+    let mut e = admin.event("settings.test_mail");
+    e.detail = json!({ "to": to.as_str() });
+    state.audit(e).await;
+    Ok(Json(json!({ "sent_to": to.as_str() })))
 }

@@ -48,13 +48,19 @@ api_routes! {
     "/users" => { get users::list, post users::create },
     "/users/{id}" => { get users::show, patch users::update, delete users::delete },
     "/users/{id}/roles/{app}" => { put users::set_role },
+    "/users/batch" => { post users::batch },
+    "/access" => { get users::access },
     "/apps" => { get apps::list, post apps::create },
-    "/apps/{name}" => { patch apps::update, delete apps::remove },
+    "/apps/{name}" => { get apps::show, patch apps::update, delete apps::remove },
     "/apps/{name}/secret" => { post apps::rotate_secret },
+    "/apps/{name}/default-role" => { put apps::set_default_role },
     "/audit" => { get audit::list },
     "/me" => { get me::me },
+    "/me/password" => { put me::change_password },
+    "/me/sessions" => { delete me::end_sessions },
     "/me/sessions/{id}" => { delete me::end_session },
     "/settings" => { get me::settings, put me::update_settings },
+    "/settings/test-mail" => { post me::send_test_mail },
 }
 
 /// The OpenAPI 3.1 description of this API, written by hand and checked against [`ROUTES`]
@@ -143,6 +149,8 @@ impl IntoResponse for ApiError {
 pub struct Caller {
     pub user: User,
     pub by_token: bool,
+    /// The browser session the call came with (none for token calls).
+    pub sid: Option<String>,
 }
 
 /// A caller whose admin flag was checked. Only [`FromRequestParts`] below makes one.
@@ -183,10 +191,11 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(Caller {
                 user,
                 by_token: true,
+                sid: None,
             });
         }
         let jar = CookieJar::from_headers(&parts.headers);
-        let (_, user) = session::current(state, &jar)
+        let (current, user) = session::current(state, &jar)
             .await?
             .ok_or_else(unauthenticated)?;
         // A browser session is an ambient credential: writes must prove they come from our
@@ -208,6 +217,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             user,
             by_token: false,
+            sid: Some(current.sid),
         })
     }
 }

@@ -350,3 +350,162 @@ pub async fn set_role(
         json!({ "user": user.id.to_string(), "app": app.as_str(), "role": change.role, "previous": change.previous }),
     ))
 }
+
+#[derive(Deserialize)]
+pub struct BatchBody {
+    /// `delete` or `set_role`.
+    action: String,
+    ids: Vec<String>,
+    app: Option<String>,
+    role: Option<String>,
+}
+
+/// The users page's batch actions: delete many, or give many one role in an app. All or
+/// nothing: an unknown id, an unknown app or removing every admin changes nobody.
+pub async fn batch(
+    State(state): State<AppState>,
+    admin: Admin,
+    Json(b): Json<BatchBody>,
+) -> Result<Json<Value>, ApiError> {
+    if b.ids.is_empty() {
+        return Err(ApiError::invalid(vec![(
+            "ids",
+            "select one or more users".into(),
+        )]));
+    }
+    if b.ids.len() > 1000 {
+        return Err(ApiError::invalid(vec![(
+            "ids",
+            "at most 1000 users at a time".into(),
+        )]));
+    }
+    let ids = b
+        .ids
+        .iter()
+        .map(|id| parse_id(id))
+        .collect::<Result<Vec<_>, _>>()?;
+    match b.action.as_str() {
+        "delete" => {
+            for id in &ids {
+                if state.store.user_by_id(*id).await?.is_none() {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("no user with id {id}"),
+                    ));
+                }
+            }
+            let deleted = state.store.delete_users(&ids).await?;
+            state.outbox_wake.notify_one();
+            for u in &deleted {
+                let mut e = admin.event("user.deleted");
+                e.user_id = Some(u.id.0);
+                e.user_email = Some(u.email.to_string());
+                state.audit(e).await;
+            }
+            Ok(Json(json!({
+                "deleted": deleted.iter().map(|u| u.id.to_string()).collect::<Vec<_>>(),
+            })))
+        }
+        "set_role" => {
+            let mut errors = vec![];
+            let app = match b.app.as_deref().map(AppName::parse) {
+                Some(Ok(a)) => Some(a),
+                Some(Err(e)) => {
+                    errors.push(("app", e.to_string()));
+                    None
+                }
+                None => {
+                    errors.push(("app", "choose an app".to_owned()));
+                    None
+                }
+            };
+            let role = match b.role.as_deref().map(str::parse::<Role>) {
+                Some(Ok(r)) => Some(r),
+                Some(Err(e)) => {
+                    errors.push(("role", e.to_string()));
+                    None
+                }
+                None => {
+                    errors.push(("role", "choose admin, user or none".to_owned()));
+                    None
+                }
+            };
+            let (Some(app), Some(role)) = (app, role) else {
+                return Err(ApiError::invalid(errors));
+            };
+            let changes: Vec<_> = ids
+                .iter()
+                .map(|id| (*id, app.clone(), None, role))
+                .collect();
+            let changed = state.store.set_roles(&changes).await?;
+            if !changed.is_empty() {
+                state.outbox_wake.notify_one();
+            }
+            for c in &changed {
+                let mut e = admin.event("role.changed");
+                e.user_id = Some(c.user.id.0);
+                e.user_email = Some(c.user.email.to_string());
+                e.app = Some(c.app.to_string());
+                e.detail = json!({ "previous": c.previous, "role": c.role });
+                state.audit(e).await;
+            }
+            Ok(Json(json!({
+                "changed": changed.iter().map(|c| c.user.id.to_string()).collect::<Vec<_>>(),
+            })))
+        }
+        other => Err(ApiError::invalid(vec![(
+            "action",
+            format!("unknown action {other:?}: use delete or set_role"),
+        )])),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AccessQuery {
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+/// The access matrix: each app with its default role, and a page of users (by email) with
+/// their effective role in every app.
+pub async fn access(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<AccessQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let page = q.page.unwrap_or(1).max(1);
+    let per_page = q.per_page.unwrap_or(50).clamp(1, 500);
+    let users = state
+        .store
+        .user_page(&UserPageRequest {
+            query: None,
+            sort: UserSort::Email,
+            descending: false,
+            page,
+            per_page,
+        })
+        .await?;
+    let apps = state.store.list_apps().await?;
+    let ids: Vec<_> = users.users.iter().map(|u| u.id).collect();
+    let roles = state.store.effective_roles(&ids).await?;
+    let rows: Vec<Value> = users
+        .users
+        .iter()
+        .map(|u| {
+            let map: BTreeMap<&str, &str> = roles
+                .iter()
+                .filter(|(id, _, _)| *id == u.id)
+                .map(|(_, a, r)| (a.as_str(), r.as_str()))
+                .collect();
+            json!({ "id": u.id.to_string(), "email": u.email.as_str(), "roles": map })
+        })
+        .collect();
+    Ok(Json(json!({
+        "apps": apps.iter().map(|a| json!({ "name": a.name.as_str(), "display_name": a.display_name, "default_role": a.default_role })).collect::<Vec<_>>(),
+        "users": rows,
+        "total": users.total,
+        "page": page,
+        "per_page": per_page,
+    })))
+}
