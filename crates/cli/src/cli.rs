@@ -136,6 +136,9 @@ pub enum AppCommand {
         /// Where to POST back-channel logout tokens.
         #[arg(long, value_name = "URI")]
         backchannel_logout_uri: Option<String>,
+        /// An https image shown on the app's tile in the Dashboard.
+        #[arg(long, value_name = "URL")]
+        icon_url: Option<String>,
         /// A public client (no secret; PKCE required), for native and single-page apps.
         #[arg(long)]
         public: bool,

@@ -153,6 +153,12 @@ impl RedirectUri {
     }
 }
 
+/// The image on an app's tile. https only (http on localhost): the Dashboard is served over
+/// https and its content security policy allows images from https origins only.
+pub fn parse_icon_url(input: &str) -> Result<Url, AppError> {
+    parse_app_url("icon URL", input, false)
+}
+
 /// An app's own address, where "Launch" takes people.
 pub fn parse_app_home(input: &str) -> Result<Url, AppError> {
     parse_app_url("app URL", input, false)
@@ -206,6 +212,8 @@ pub struct App {
     pub redirect_uris: Vec<RedirectUri>,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub backchannel_logout_uri: Option<String>,
+    /// An image shown on the app's tile; without one the tile shows the name's initial.
+    pub icon_url: Option<String>,
     /// The role of people who have no explicit role in this app.
     pub default_role: Role,
     pub id_token_alg: SigningAlg,
@@ -228,6 +236,7 @@ pub struct NewApp {
     pub redirect_uris: Vec<RedirectUri>,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub backchannel_logout_uri: Option<Url>,
+    pub icon_url: Option<Url>,
     pub public: bool,
     pub default_role: Role,
     pub id_token_alg: SigningAlg,
@@ -259,6 +268,7 @@ pub struct AppInput {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub backchannel_logout_uri: Option<String>,
+    pub icon_url: Option<String>,
     pub public: bool,
     pub default_role: Option<String>,
     pub id_token_alg: Option<String>,
@@ -308,6 +318,16 @@ impl AppInput {
                 .map(|_| ())
                 .map_err(ToString::to_string),
         );
+        let icon = self
+            .icon_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .map(parse_icon_url)
+            .transpose();
+        field(
+            "icon_url",
+            icon.as_ref().map(|_| ()).map_err(ToString::to_string),
+        );
         let role = self
             .default_role
             .as_deref()
@@ -330,9 +350,19 @@ impl AppInput {
             Ok(redirect_uris),
             Ok(post_logout_redirect_uris),
             Ok(backchannel_logout_uri),
+            Ok(icon_url),
             Ok(default_role),
             Ok(id_token_alg),
-        ) = (name, url, redirects, post_logout, backchannel, role, alg)
+        ) = (
+            name,
+            url,
+            redirects,
+            post_logout,
+            backchannel,
+            icon,
+            role,
+            alg,
+        )
         else {
             return Err(errors);
         };
@@ -347,6 +377,7 @@ impl AppInput {
             redirect_uris,
             post_logout_redirect_uris,
             backchannel_logout_uri,
+            icon_url,
             public: self.public,
             default_role,
             id_token_alg,
@@ -373,12 +404,16 @@ mod tests {
             url: "nope".into(),
             redirect_uris: vec!["http://x.example.org/cb".into()],
             default_role: Some("owner".into()),
+            icon_url: Some("http://x.example.org/icon.png".into()),
             ..Default::default()
         }
         .validate()
         .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|(f, _)| *f).collect();
-        assert_eq!(fields, ["name", "url", "redirect_uris", "default_role"]);
+        assert_eq!(
+            fields,
+            ["name", "url", "redirect_uris", "icon_url", "default_role"]
+        );
         let ok = AppInput {
             name: "wiki".into(),
             url: "https://wiki.example.org".into(),
@@ -389,6 +424,7 @@ mod tests {
         .unwrap();
         assert_eq!(ok.display_name, "wiki");
         assert_eq!(ok.id_token_alg, SigningAlg::Rs256);
+        assert_eq!(ok.icon_url, None);
     }
 
     #[test]

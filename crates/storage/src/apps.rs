@@ -17,7 +17,7 @@ macro_rules! app_columns {
     () => {
         "id, name, display_name, url, client_id, client_secret_hash, redirect_uris, \
          post_logout_redirect_uris, backchannel_logout_uri, default_role, id_token_alg, created_at, \
-         updated_at"
+         updated_at, icon_url"
     };
 }
 
@@ -36,6 +36,7 @@ struct AppRow {
     id_token_alg: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    icon_url: Option<String>,
 }
 
 fn decode_uris(app: &str, column: &str, json: &str) -> Result<Vec<RedirectUri>, StorageError> {
@@ -75,6 +76,7 @@ impl AppRow {
             client_id: ClientId(self.client_id),
             client_secret_hash: self.client_secret_hash,
             backchannel_logout_uri: self.backchannel_logout_uri,
+            icon_url: self.icon_url,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -101,6 +103,7 @@ impl Store {
             redirect_uris: new.redirect_uris.clone(),
             post_logout_redirect_uris: new.post_logout_redirect_uris.clone(),
             backchannel_logout_uri: new.backchannel_logout_uri.as_ref().map(|u| u.to_string()),
+            icon_url: new.icon_url.as_ref().map(|u| u.to_string()),
             default_role: new.default_role,
             id_token_alg: new.id_token_alg,
             created_at: now,
@@ -109,7 +112,7 @@ impl Store {
         in_tx!(self, tx, _d => {
             sqlx::query(concat!(
                 "INSERT INTO apps (", app_columns!(), ") \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             ))
             .bind(app.id.0)
             .bind(app.name.as_str())
@@ -124,6 +127,7 @@ impl Store {
             .bind(app.id_token_alg.as_str())
             .bind(app.created_at)
             .bind(app.updated_at)
+            .bind(app.icon_url.as_deref())
             .execute(&mut *tx)
             .await
             .map_err(|e| on_unique(e, || StorageError::DuplicateApp(app.name.to_string())))?;
@@ -176,7 +180,7 @@ impl Store {
             let n = sqlx::query(
                 "UPDATE apps SET display_name = $1, url = $2, redirect_uris = $3, \
                  post_logout_redirect_uris = $4, backchannel_logout_uri = $5, default_role = $6, \
-                 id_token_alg = $7, updated_at = $8 WHERE name = $9",
+                 id_token_alg = $7, updated_at = $8, icon_url = $9 WHERE name = $10",
             )
             .bind(new.display_name.trim())
             .bind(new.url.as_str())
@@ -186,6 +190,7 @@ impl Store {
             .bind(new.default_role.as_str())
             .bind(new.id_token_alg.as_str())
             .bind(now)
+            .bind(new.icon_url.as_ref().map(|u| u.as_str()))
             .bind(name.as_str())
             .execute(&mut *tx)
             .await?
@@ -242,5 +247,86 @@ impl Store {
             app
         });
         Ok(removed)
+    }
+}
+
+/// How an app is doing, for the Dashboard's apps page: who is signed in through it, and
+/// whether its back-channel logout endpoint is taking our notices.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppStatus {
+    /// Live Stackspin sessions that have signed into the app.
+    pub signed_in: i64,
+    /// When someone last signed into the app (among live sessions).
+    pub last_sign_in: Option<DateTime<Utc>>,
+    /// Logout notices that failed at least once and are still being retried.
+    pub retrying_logouts: i64,
+    /// Logout notices given up on in the last 7 days.
+    pub failed_logouts: i64,
+    /// The newest delivery error among those.
+    pub last_error: Option<String>,
+}
+
+impl AppStatus {
+    /// Back-channel logout is not reaching the app: sessions there may outlive ours.
+    pub fn logout_failing(&self) -> bool {
+        self.retrying_logouts > 0 || self.failed_logouts > 0
+    }
+}
+
+impl Store {
+    /// The status of every app, by id (an app missing from the map has no activity).
+    pub async fn app_statuses(
+        &self,
+    ) -> Result<std::collections::HashMap<AppId, AppStatus>, StorageError> {
+        let now = Utc::now();
+        let week_ago = now - chrono::Duration::days(7);
+        let (sessions, outbox, errors) = with_pool!(self, pool => {
+            let sessions: Vec<(Uuid, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "SELECT sa.app_id, COUNT(*), MAX(sa.first_at) FROM session_apps sa \
+                 JOIN sessions s ON s.sid = sa.sid WHERE s.expires_at > $1 GROUP BY sa.app_id",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await?;
+            let outbox: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+                "SELECT app_id, \
+                 COALESCE(SUM(CASE WHEN delivered_at IS NULL AND failed_at IS NULL AND attempts > 0 \
+                     THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN failed_at IS NOT NULL AND failed_at > $1 THEN 1 ELSE 0 END), 0) \
+                 FROM backchannel_outbox WHERE delivered_at IS NULL GROUP BY app_id",
+            )
+            .bind(week_ago)
+            .fetch_all(pool)
+            .await?;
+            // Newest first, so the first row per app is its latest error.
+            let errors: Vec<(Uuid, String)> = sqlx::query_as(
+                "SELECT app_id, last_error FROM backchannel_outbox \
+                 WHERE delivered_at IS NULL AND last_error IS NOT NULL \
+                 AND (failed_at IS NULL OR failed_at > $1) \
+                 ORDER BY created_at DESC LIMIT 1000",
+            )
+            .bind(week_ago)
+            .fetch_all(pool)
+            .await?;
+            (sessions, outbox, errors)
+        });
+        let mut map: std::collections::HashMap<AppId, AppStatus> = Default::default();
+        for (app, count, last) in sessions {
+            let s = map.entry(AppId(app)).or_default();
+            s.signed_in = count;
+            s.last_sign_in = last;
+        }
+        for (app, retrying, failed) in outbox {
+            let s = map.entry(AppId(app)).or_default();
+            s.retrying_logouts = retrying;
+            s.failed_logouts = failed;
+        }
+        for (app, error) in errors {
+            let s = map.entry(AppId(app)).or_default();
+            if s.last_error.is_none() {
+                s.last_error = Some(error);
+            }
+        }
+        Ok(map)
     }
 }

@@ -27,6 +27,7 @@ use sqlx::{
 use stackspin_domain::settings::DatabaseUrl;
 
 pub use accounts::{DueMail, LinkPurpose, NewLink, OutgoingMail};
+pub use apps::AppStatus;
 pub use audit::{AuditEvent, AuditFilter};
 pub use directory::{UserPage, UserPageRequest, UserPatch, UserSort};
 pub use error::StorageError;

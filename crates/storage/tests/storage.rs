@@ -30,6 +30,7 @@ fn new_app(name: &str) -> NewApp {
         redirect_uris: vec![RedirectUri::parse(&format!("https://{name}.example.org/cb")).unwrap()],
         post_logout_redirect_uris: vec![],
         backchannel_logout_uri: None,
+        icon_url: None,
         public: false,
         default_role: Role::User,
         id_token_alg: stackspin_domain::SigningAlg::Rs256,
@@ -529,6 +530,105 @@ async fn default_role_changes_apply_to_new_users_only(store: &Store) {
     assert!(matches!(err, StorageError::AppNotFound(_)), "{err:?}");
 }
 
+async fn app_status_counts_sign_ins_and_failing_logouts(store: &Store) {
+    use chrono::{Duration, Utc};
+    use stackspin_storage::{NewSession, TokenKind, TokenRecord};
+    let mut app = new_app("chat");
+    app.icon_url = Some(url::Url::parse("https://chat.example.org/icon.png").unwrap());
+    app.backchannel_logout_uri =
+        Some(stackspin_domain::app::parse_backchannel_uri("http://chat:8080/bcl").unwrap());
+    let app = store
+        .create_app(&app, stackspin_domain::ClientId("c1".into()), None)
+        .await
+        .unwrap();
+    let quiet = store
+        .create_app(
+            &new_app("quiet"),
+            stackspin_domain::ClientId("c2".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    let stored = store.app_by_name(&app.name).await.unwrap().unwrap();
+    assert_eq!(
+        stored.icon_url.as_deref(),
+        Some("https://chat.example.org/icon.png")
+    );
+    assert!(store.app_statuses().await.unwrap().is_empty());
+
+    let ada = store
+        .create_user(&new_user("ada@example.org", false))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    for sid in ["s1", "s2"] {
+        store
+            .create_session(&NewSession {
+                token_hash: format!("h-{sid}"),
+                sid: sid.into(),
+                user_id: ada.id,
+                auth_time: now,
+                amr: vec!["pwd".into()],
+                expires_at: now + Duration::hours(1),
+                ip: None,
+                user_agent: None,
+            })
+            .await
+            .unwrap();
+        store
+            .insert_tokens(&[TokenRecord {
+                token_hash: format!("t-{sid}"),
+                kind: TokenKind::Access,
+                family_id: sid.into(),
+                app_id: app.id,
+                user_id: ada.id,
+                sid: Some(sid.into()),
+                scope: "openid".into(),
+                auth_time: now,
+                amr: vec!["pwd".into()],
+                created_at: now,
+                expires_at: now + Duration::hours(1),
+            }])
+            .await
+            .unwrap();
+    }
+    let statuses = store.app_statuses().await.unwrap();
+    let s = &statuses[&app.id];
+    assert_eq!(s.signed_in, 2);
+    assert!(
+        s.last_sign_in
+            .is_some_and(|t| (t - now).num_seconds().abs() < 60)
+    );
+    assert!(!s.logout_failing());
+    assert!(!statuses.contains_key(&quiet.id));
+
+    // Logging out queues a notice; one failed delivery makes the app show as failing.
+    store.end_session("s1", "logout").await.unwrap();
+    let due = store.claim_due_logouts(10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    store
+        .logout_failed(
+            due[0].id,
+            "connection refused",
+            Some(now + Duration::minutes(1)),
+        )
+        .await
+        .unwrap();
+    let s = store.app_statuses().await.unwrap()[&app.id].clone();
+    assert_eq!(
+        (s.signed_in, s.retrying_logouts, s.failed_logouts),
+        (1, 1, 0)
+    );
+    assert_eq!(s.last_error.as_deref(), Some("connection refused"));
+    store
+        .logout_failed(due[0].id, "gave up", None)
+        .await
+        .unwrap();
+    let s = store.app_statuses().await.unwrap()[&app.id].clone();
+    assert_eq!((s.retrying_logouts, s.failed_logouts), (0, 1));
+    assert!(s.logout_failing());
+}
+
 async fn ping_and_backend(store: &Store) {
     store.ping().await.unwrap();
     assert!(["sqlite", "postgres"].contains(&store.backend_name()));
@@ -572,6 +672,7 @@ on_both_backends!(
     edits_detect_concurrent_changes,
     api_tokens_act_for_their_creator,
     default_role_changes_apply_to_new_users_only,
+    app_status_counts_sign_ins_and_failing_logouts,
     ping_and_backend,
 );
 

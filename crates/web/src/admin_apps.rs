@@ -26,12 +26,20 @@ pub async fn list(State(state): State<AppState>, jar: CookieJar) -> Response {
     if let Err(resp) = require_admin(&state, &jar, "/admin/apps").await {
         return resp;
     }
-    let apps = match state.store.list_apps().await {
-        Ok(a) => a,
-        Err(e) => return pages::internal_error(&e),
-    };
+    let (apps, statuses) =
+        match tokio::try_join!(state.store.list_apps(), state.store.app_statuses()) {
+            Ok(a) => a,
+            Err(e) => return pages::internal_error(&e),
+        };
+    let rows: Vec<_> = apps
+        .into_iter()
+        .map(|a| {
+            let status = statuses.get(&a.id).cloned().unwrap_or_default();
+            pages::AppRow { app: a, status }
+        })
+        .collect();
     let (jar, csrf) = session::csrf_token(&state, jar);
-    (jar, pages::admin_apps(&csrf, &apps)).into_response()
+    (jar, pages::admin_apps(&csrf, &rows)).into_response()
 }
 
 /// The app form as typed: URIs one per line.
@@ -49,6 +57,8 @@ pub struct AppForm {
     post_logout_redirect_uris: String,
     #[serde(default)]
     backchannel_logout_uri: String,
+    #[serde(default)]
+    icon_url: String,
     #[serde(default)]
     public: Option<String>,
     #[serde(default)]
@@ -74,6 +84,7 @@ impl AppForm {
             redirect_uris: Self::lines(&self.redirect_uris),
             post_logout_redirect_uris: Self::lines(&self.post_logout_redirect_uris),
             backchannel_logout_uri: Some(self.backchannel_logout_uri.clone()),
+            icon_url: Some(self.icon_url.clone()),
             public: self.public.is_some(),
             default_role: Some(self.default_role.clone()).filter(|r| !r.is_empty()),
             id_token_alg: None,
@@ -91,6 +102,7 @@ impl AppForm {
             redirect_uris: join(&a.redirect_uris),
             post_logout_redirect_uris: join(&a.post_logout_redirect_uris),
             backchannel_logout_uri: a.backchannel_logout_uri.clone().unwrap_or_default(),
+            icon_url: a.icon_url.clone().unwrap_or_default(),
             public: a.is_public().then(|| "yes".into()),
             default_role: a.default_role.as_str().into(),
             csrf: String::new(),
@@ -106,6 +118,7 @@ impl AppForm {
             redirect_uris: self.redirect_uris.clone(),
             post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
+            icon_url: self.icon_url.clone(),
             public: self.public.is_some(),
             default_role: if self.default_role.is_empty() {
                 "user".into()

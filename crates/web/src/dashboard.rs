@@ -22,7 +22,19 @@ use crate::{AppState, pages, session};
 pub struct Tile {
     pub name: String,
     pub url: String,
+    pub icon_url: Option<String>,
     pub admin: bool,
+}
+
+impl Tile {
+    /// The first letter of the name, shown when the app has no icon.
+    pub fn initial(&self) -> String {
+        self.name
+            .chars()
+            .find(|c| c.is_alphanumeric())
+            .map(|c| c.to_uppercase().collect())
+            .unwrap_or_else(|| "?".into())
+    }
 }
 
 pub async fn home(State(state): State<AppState>, jar: CookieJar) -> Response {
@@ -40,6 +52,7 @@ pub async fn home(State(state): State<AppState>, jar: CookieJar) -> Response {
                     role.grants_access().then(|| Tile {
                         name: a.display_name.clone(),
                         url: a.url.clone(),
+                        icon_url: a.icon_url.clone(),
                         admin: role == Role::Admin,
                     })
                 })

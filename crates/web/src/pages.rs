@@ -539,10 +539,26 @@ pub fn admin_settings(csrf: &str, v: &SettingsView) -> Response {
 #[template(path = "admin_apps.html")]
 struct AdminApps<'a> {
     csrf: &'a str,
-    apps: &'a [stackspin_domain::App],
+    apps: &'a [AppRow],
 }
 
-pub fn admin_apps(csrf: &str, apps: &[stackspin_domain::App]) -> Response {
+/// A registered app with how it is doing.
+pub struct AppRow {
+    pub app: stackspin_domain::App,
+    pub status: stackspin_storage::AppStatus,
+}
+
+impl AppRow {
+    /// "3 signed in, last at 2026-11-21 10:04 UTC" or "Nobody signed in".
+    pub fn activity(&self) -> String {
+        match (self.status.signed_in, self.status.last_sign_in) {
+            (0, _) | (_, None) => "Nobody signed in".to_owned(),
+            (n, Some(at)) => format!("{n} signed in, latest {}", at.format("%Y-%m-%d %H:%M UTC")),
+        }
+    }
+}
+
+pub fn admin_apps(csrf: &str, apps: &[AppRow]) -> Response {
     render(StatusCode::OK, &AdminApps { csrf, apps })
 }
 
@@ -554,6 +570,7 @@ pub struct AppFormView {
     pub redirect_uris: String,
     pub post_logout_redirect_uris: String,
     pub backchannel_logout_uri: String,
+    pub icon_url: String,
     pub public: bool,
     pub default_role: String,
     pub errors: Vec<(&'static str, String)>,

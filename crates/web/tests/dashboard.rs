@@ -46,11 +46,12 @@ async fn the_launcher_shows_only_apps_the_person_may_use_with_admin_badges() {
         .text()
         .await
         .unwrap();
-    assert!(html.contains("<h2>CHAT <span class=\"badge\""), "{html}");
+    // No icon registered: each tile shows the name's initial instead.
     assert!(
-        html.contains("<h2>WIKI </h2>") || html.contains("<h2>WIKI"),
+        html.contains(">C</span> CHAT <span class=\"badge\""),
         "{html}"
     );
+    assert!(html.contains(">W</span> WIKI </h2>"), "{html}");
     assert!(
         !html.contains("PAYROLL"),
         "no tile for an app without access"

@@ -26,6 +26,7 @@ fn app_json(a: &App) -> Value {
         "redirect_uris": a.redirect_uris.iter().map(RedirectUri::as_str).collect::<Vec<_>>(),
         "post_logout_redirect_uris": a.post_logout_redirect_uris.iter().map(RedirectUri::as_str).collect::<Vec<_>>(),
         "backchannel_logout_uri": a.backchannel_logout_uri,
+        "icon_url": a.icon_url,
         "default_role": a.default_role,
         "id_token_alg": a.id_token_alg,
         "created_at": a.created_at.to_rfc3339(),

@@ -133,6 +133,7 @@ impl Provider {
                     backchannel_logout_uri: spec
                         .backchannel
                         .map(|u| parse_backchannel_uri(u).unwrap()),
+                    icon_url: None,
                     public: spec.public,
                     default_role: spec.default_role,
                     id_token_alg: spec.alg,
