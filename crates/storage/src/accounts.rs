@@ -328,6 +328,28 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the user's recovery codes with new ones (the old ones stop working).
+    pub async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        recovery_code_hashes: &[String],
+    ) -> Result<(), StorageError> {
+        in_tx!(self, tx, _d => {
+            sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?;
+            for h in recovery_code_hashes {
+                sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                    .bind(user.0)
+                    .bind(h)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        });
+        Ok(())
+    }
+
     /// The user's TOTP secret, if enrolled.
     pub async fn totp_secret(&self, user: UserId) -> Result<Option<String>, StorageError> {
         Ok(with_pool!(self, pool => {

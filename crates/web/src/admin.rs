@@ -68,6 +68,8 @@ pub struct UsersQuery {
     page: Option<u32>,
     created: Option<String>,
     deleted: Option<String>,
+    /// How many roles a batch change just changed.
+    changed: Option<u32>,
 }
 
 pub const PER_PAGE: u32 = 50;
@@ -128,6 +130,7 @@ pub async fn users(
         users: result.users,
         created: q.created,
         deleted: q.deleted,
+        changed: q.changed,
         is_admin: admin.is_admin,
     };
     (jar, pages::admin_users(&csrf, &view)).into_response()
@@ -1059,8 +1062,9 @@ pub async fn batch(
                 .collect();
             match state.store.set_roles(&changes).await {
                 Ok(changed) => {
+                    let n = changed.len();
                     role_changes_done(&state, &admin, changed).await;
-                    Redirect::to("/admin/users").into_response()
+                    Redirect::to(&format!("/admin/users?changed={n}")).into_response()
                 }
                 Err(stackspin_storage::StorageError::AppNotFound(a)) => pages::error(
                     StatusCode::NOT_FOUND,

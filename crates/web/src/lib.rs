@@ -281,6 +281,7 @@ pub fn router(state: AppState) -> Router {
         .route("/account/mfa", get(mfa::setup_page))
         .route("/account/mfa/enrol", post(mfa::enrol))
         .route("/account/mfa/remove", post(mfa::remove))
+        .route("/account/mfa/recovery-codes", post(mfa::regenerate_codes))
         .route(
             "/recover",
             get(recovery::recover_form).post(recovery::recover_submit),

@@ -320,11 +320,7 @@ pub async fn enrol(
         let required = required_for(&state, &user).await.unwrap_or(true);
         return (jar, pages::mfa_setup(&csrf, &f.secret, &uri, &return_to, required, Some("That code is not valid. Check the time on your device and try the current code."), StatusCode::UNPROCESSABLE_ENTITY)).into_response();
     };
-    let codes: Vec<String> = (0..10).map(|_| recovery_code()).collect();
-    let hashes: Vec<String> = codes
-        .iter()
-        .map(|c| hash_secret(&c.replace('-', "")))
-        .collect();
+    let (codes, hashes) = new_recovery_codes();
     let stored = async {
         state
             .store
@@ -346,6 +342,59 @@ pub async fn enrol(
     e.user_email = Some(user.email.to_string());
     state.audit(e).await;
     (jar, pages::recovery_codes(&codes, &return_to)).into_response()
+}
+
+/// Ten fresh recovery codes, and the hashes we keep of them.
+fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
+    let codes: Vec<String> = (0..10).map(|_| recovery_code()).collect();
+    let hashes = codes
+        .iter()
+        .map(|c| hash_secret(&c.replace('-', "")))
+        .collect();
+    (codes, hashes)
+}
+
+/// New recovery codes for someone who used or lost theirs; a current code proves it is them.
+pub async fn regenerate_codes(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Response {
+    if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
+        return pages::form_expired();
+    }
+    let (_, user) = match session::require(&state, &jar, "/account/mfa").await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let (jar, csrf) = session::csrf_token(&state, jar);
+    match check_code(&state, &user, &f.code).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let left = state
+                .store
+                .unused_recovery_codes(user.id)
+                .await
+                .unwrap_or(0);
+            let required = required_for(&state, &user).await.unwrap_or(true);
+            return (
+                jar,
+                pages::mfa_status(&csrf, left, required, Some("That code is not valid.")),
+            )
+                .into_response();
+        }
+        Err(e) => return pages::internal_error(&e),
+    }
+    let (codes, hashes) = new_recovery_codes();
+    if let Err(e) = state.store.replace_recovery_codes(user.id, &hashes).await {
+        return pages::internal_error(&e);
+    }
+    let mut e = AuditEvent::new("mfa.recovery_codes_replaced");
+    e.user_id = Some(user.id.0);
+    e.user_email = Some(user.email.to_string());
+    state.audit(e).await;
+    (jar, pages::recovery_codes(&codes, "/account")).into_response()
 }
 
 /// 80 random bits as four groups of four base32 characters.

@@ -349,6 +349,7 @@ pub struct UsersView {
     pub users: Vec<stackspin_domain::User>,
     pub created: Option<String>,
     pub deleted: Option<String>,
+    pub changed: Option<u32>,
     pub is_admin: bool,
 }
 

@@ -116,6 +116,62 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
+    /// Clicks the first element matching a CSS selector.
+    async fn click_css(&self, css: &str) {
+        self.client
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Picks an option in a `<select>` by its value.
+    async fn select(&self, id: &str, value: &str) {
+        self.click_css(&format!("#{id} option[value='{value}']"))
+            .await;
+    }
+
+    /// The page's path and query.
+    async fn path(&self) -> String {
+        let url = self.client.current_url().await.unwrap();
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        }
+    }
+
+    /// Checks the page the way a screen-reader or keyboard user meets it: every visible form
+    /// control has a label, the page has one h1 and a language, and the page never scrolls
+    /// sideways (wide tables scroll inside their own box). Returns the problems found.
+    async fn accessibility_problems(&self) -> Vec<String> {
+        let v = self
+            .client
+            .execute(
+                r#"
+                const problems = [];
+                for (const el of document.querySelectorAll('input, select, textarea')) {
+                  if (el.type === 'hidden') continue;
+                  const labelled = (el.labels && el.labels.length > 0)
+                    || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+                  if (!labelled) problems.push('no label: ' + el.outerHTML.slice(0, 80));
+                }
+                if (document.querySelectorAll('h1').length !== 1) problems.push('not one h1');
+                if (!document.documentElement.lang) problems.push('no lang');
+                const w = document.documentElement;
+                if (w.scrollWidth > w.clientWidth + 1)
+                  problems.push('page scrolls sideways: ' + w.scrollWidth + ' > ' + w.clientWidth);
+                return problems;
+                "#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
     async fn close(self) {
         let _ = self.client.clone().close().await;
         // Drop stops the driver.
@@ -370,5 +426,204 @@ async fn browser_admin_manages_users_and_apps() {
         p.store.roles_of(ada.id).await.unwrap()[0].1,
         stackspin_domain::Role::Admin
     );
+    b.close().await;
+}
+
+/// The app's home page, where "Launch" goes.
+async fn app_home() -> String {
+    use axum::{Router, routing::get};
+    let app = Router::new().route("/", get(|| async { "app home reached" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// Signs `email` in with a second client and into the app `c`, so that there is an app
+/// session for back-channel logout to end.
+async fn second_session_in_app(p: &Provider, c: &support::Client, email: &str) -> reqwest::Client {
+    let other = browser();
+    sign_in(p, &other, email, PASSWORD).await;
+    let pk = pkce();
+    let code = get_code(p, &other, c, &pk).await;
+    let (status, _) = exchange(p, c, &code, &pk.verifier).await;
+    assert_eq!(status, 200);
+    other
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_member_launches_apps_and_manages_their_account() {
+    let p = start(fast_options()).await;
+    let ada = p.user("ada@example.org", false).await;
+    let home = app_home().await;
+    let receiver = logout_receiver(200).await;
+    let wiki = p
+        .app(AppSpec {
+            url: &home,
+            backchannel: Some(&receiver.uri),
+            ..Default::default()
+        })
+        .await;
+    p.app(AppSpec {
+        name: "chat",
+        ..Default::default()
+    })
+    .await;
+    p.app(AppSpec {
+        name: "payroll",
+        default_role: stackspin_domain::Role::None,
+        ..Default::default()
+    })
+    .await;
+    p.store
+        .set_role(
+            &ada.email,
+            &stackspin_domain::AppName::parse("wiki").unwrap(),
+            stackspin_domain::Role::Admin,
+        )
+        .await
+        .unwrap();
+    let other = second_session_in_app(&p, &wiki, "ada@example.org").await;
+
+    let b = Browser::start().await;
+    b.log_in(&p, "ada@example.org", PASSWORD).await;
+    let html = b.wait_for_text("Signed in as").await;
+    // A tile per app she may use, the admin badge on wiki's, none for payroll.
+    assert!(html.contains("WIKI") && html.contains("CHAT"), "{html}");
+    assert!(!html.contains("PAYROLL"), "{html}");
+    let badges = b
+        .client
+        .find_all(Locator::Css("#app-tiles .badge"))
+        .await
+        .unwrap();
+    assert_eq!(badges.len(), 1);
+    assert!(
+        b.accessibility_problems().await.is_empty(),
+        "{:?}",
+        b.accessibility_problems().await
+    );
+    b.screenshot("launcher").await;
+    // Keyboard: Tab from the top of the page reaches the first Launch link after the
+    // navigation, in reading order.
+    let mut order = vec![];
+    for _ in 0..12 {
+        b.client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E004}")
+            .await
+            .unwrap();
+        let id_or_text: String = serde_json::from_value(
+            b.client
+                .execute(
+                    "const e = document.activeElement; return e.id || e.textContent.trim();",
+                    vec![],
+                )
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        order.push(id_or_text);
+    }
+    let pos = |needle: &str| order.iter().position(|o| o.starts_with(needle));
+    assert!(
+        pos("nav-apps").unwrap() < pos("nav-account").unwrap()
+            && pos("nav-logout").unwrap() < pos("Launch").unwrap(),
+        "focus order: {order:?}"
+    );
+    // Launch opens the app.
+    b.click_css(&format!("#app-tiles a.button[href='{home}']"))
+        .await;
+    b.wait_for_text("app home reached").await;
+
+    // My account: the wrong current password is refused, then the change goes through.
+    b.client.goto(&p.url("/account")).await.unwrap();
+    b.fill("current", "not my password").await;
+    b.fill("password", "a fresh long password").await;
+    b.fill("confirm", "a fresh long password").await;
+    b.click("password-submit").await;
+    assert_eq!(
+        b.text("account-notice").await,
+        "Your current password is not right."
+    );
+    b.fill("current", PASSWORD).await;
+    b.fill("password", "a fresh long password").await;
+    b.fill("confirm", "a fresh long password").await;
+    b.click("password-submit").await;
+    b.wait_for_text("Your password is changed").await;
+    // The change ended the other session, and the wiki heard of it.
+    receiver.wait_for(1).await;
+    assert!(!is_signed_in(&p, &other).await);
+
+    // Log out others: a new second session (signed into wiki) ends, this one stays.
+    let other = {
+        let other = browser();
+        sign_in(&p, &other, "ada@example.org", "a fresh long password").await;
+        let pk = pkce();
+        let code = get_code(&p, &other, &wiki, &pk).await;
+        assert_eq!(exchange(&p, &wiki, &code, &pk.verifier).await.0, 200);
+        other
+    };
+    b.client.goto(&p.url("/account")).await.unwrap();
+    let rows = b
+        .client
+        .find_all(Locator::Css("#sessions tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        b.accessibility_problems().await.is_empty(),
+        "{:?}",
+        b.accessibility_problems().await
+    );
+    b.screenshot("account-sessions").await;
+    b.click("logout-others").await;
+    b.wait_for_text("My account").await;
+    receiver.wait_for(2).await;
+    assert!(!is_signed_in(&p, &other).await);
+    assert_eq!(p.store.sessions_of_user(ada.id).await.unwrap().len(), 1);
+
+    // TOTP: enrol, make new recovery codes with an old one, then turn it off with a new one.
+    b.click("mfa-link").await;
+    let secret = b.text("totp-secret").await;
+    let key = totp::base32_decode(&secret).unwrap();
+    let step = chrono::Utc::now().timestamp() / totp::STEP_SECONDS;
+    b.fill("code", &totp::code_at(&key, step)).await;
+    b.click("enrol-submit").await;
+    let first: Vec<String> = b
+        .text("recovery-codes")
+        .await
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(first.len(), 10);
+    b.client.goto(&p.url("/account/mfa")).await.unwrap();
+    b.wait_for_text("10 unused recovery codes").await;
+    b.fill("regen-code", &first[0]).await;
+    b.click("regen-submit").await;
+    let second: Vec<String> = b
+        .text("recovery-codes")
+        .await
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(second.len(), 10);
+    assert!(second.iter().all(|c| !first.contains(c)));
+    b.screenshot("recovery-codes").await;
+    b.client.goto(&p.url("/account/mfa")).await.unwrap();
+    b.fill("code", &first[1]).await;
+    b.click("remove-submit").await;
+    assert_eq!(b.text("mfa-error").await, "That code is not valid.");
+    b.fill("code", &second[0]).await;
+    b.click("remove-submit").await;
+    b.wait_for_text("totp-secret").await;
+    assert_eq!(p.store.totp_secret(ada.id).await.unwrap(), None);
+
+    // Log out everywhere.
+    b.client.goto(&p.url("/account")).await.unwrap();
+    b.click("logout-all").await;
+    b.wait_for_text("You are logged out").await;
+    assert!(p.store.sessions_of_user(ada.id).await.unwrap().is_empty());
     b.close().await;
 }

@@ -78,6 +78,8 @@ pub struct Client {
 
 pub struct AppSpec<'a> {
     pub name: &'a str,
+    /// Where "Launch" opens the app.
+    pub url: &'a str,
     pub redirect_uri: &'a str,
     pub public: bool,
     pub alg: SigningAlg,
@@ -90,6 +92,7 @@ impl Default for AppSpec<'_> {
     fn default() -> Self {
         AppSpec {
             name: "wiki",
+            url: "https://app.example.org",
             redirect_uri: "https://wiki.example.org/cb",
             public: false,
             alg: SigningAlg::Rs256,
@@ -124,7 +127,7 @@ impl Provider {
                 &NewApp {
                     name: AppName::parse(spec.name).unwrap(),
                     display_name: spec.name.to_uppercase(),
-                    url: parse_app_home("https://app.example.org").unwrap(),
+                    url: parse_app_home(spec.url).unwrap(),
                     redirect_uris: vec![RedirectUri::parse(spec.redirect_uri).unwrap()],
                     post_logout_redirect_uris: spec
                         .post_logout
