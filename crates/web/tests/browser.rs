@@ -83,15 +83,22 @@ impl Browser {
             .unwrap();
     }
 
+    /// The text of an element. A form submission can replace the page between finding the
+    /// element and reading it, so a stale element is looked up again.
     async fn text(&self, id: &str) -> String {
-        self.client
-            .wait()
-            .for_element(Locator::Id(id))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        for _ in 0..50 {
+            let el = self
+                .client
+                .wait()
+                .for_element(Locator::Id(id))
+                .await
+                .unwrap();
+            match el.text().await {
+                Ok(t) => return t,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("element #{id} kept going stale");
     }
 
     /// Waits until the page source contains `needle`.
@@ -132,15 +139,6 @@ impl Browser {
     async fn select(&self, id: &str, value: &str) {
         self.click_css(&format!("#{id} option[value='{value}']"))
             .await;
-    }
-
-    /// The page's path and query.
-    async fn path(&self) -> String {
-        let url = self.client.current_url().await.unwrap();
-        match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        }
     }
 
     /// Checks the page the way a screen-reader or keyboard user meets it: every visible form
@@ -625,5 +623,334 @@ async fn browser_member_launches_apps_and_manages_their_account() {
     b.click("logout-all").await;
     b.wait_for_text("You are logged out").await;
     assert!(p.store.sessions_of_user(ada.id).await.unwrap().is_empty());
+    b.close().await;
+}
+
+/// Ticks the users-table checkbox of each address.
+async fn tick(b: &Browser, p: &Provider, emails: &[&str]) {
+    for e in emails {
+        let u = p
+            .store
+            .user_by_email(&stackspin_domain::Email::parse(e).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        b.click_css(&format!("input[name=ids][value='{}']", u.id))
+            .await;
+    }
+}
+
+async fn role_in(p: &Provider, email: &str, app: &str) -> stackspin_domain::Role {
+    let u = p
+        .store
+        .user_by_email(&stackspin_domain::Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    p.store
+        .roles_of(u.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(a, _)| a.as_str() == app)
+        .unwrap()
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_admin_runs_batch_actions_access_audit_settings_and_apps() {
+    let smtp = SmtpServer::start().await;
+    let p = start_with(smtp.settings(), fast_options()).await;
+    let root = p.user("root@example.org", true).await;
+    for i in 0..6 {
+        p.user(&format!("member{i:02}@example.org"), false).await;
+    }
+    let receiver = logout_receiver(200).await;
+    let wiki = p
+        .app(AppSpec {
+            backchannel: Some(&receiver.uri),
+            ..Default::default()
+        })
+        .await;
+    // member05 is signed into the wiki: demoting them must end that session at once.
+    let m5 = second_session_in_app(&p, &wiki, "member05@example.org").await;
+
+    let b = Browser::start().await;
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+
+    // Batch role change.
+    b.click("nav-users").await;
+    b.wait_for_text("7 users").await;
+    tick(&b, &p, &["member00@example.org", "member01@example.org"]).await;
+    b.select("batch-action", "role").await;
+    b.select("batch-app", "wiki").await;
+    b.select("batch-role", "admin").await;
+    b.click("batch-submit").await;
+    assert_eq!(
+        b.text("changed-notice").await,
+        "Changed the role of 2 users. They take effect in the app at once."
+    );
+    assert_eq!(
+        role_in(&p, "member00@example.org", "wiki").await,
+        stackspin_domain::Role::Admin
+    );
+    assert_eq!(
+        role_in(&p, "member02@example.org", "wiki").await,
+        stackspin_domain::Role::User
+    );
+
+    // Batch delete asks first, naming who would go.
+    tick(&b, &p, &["member02@example.org", "member03@example.org"]).await;
+    b.select("batch-action", "delete").await;
+    b.click("batch-submit").await;
+    let names = b.text("batch-names").await;
+    assert!(names.contains("member02@example.org") && names.contains("member03@example.org"));
+    b.screenshot("batch-delete-confirmation").await;
+    b.click("confirm-submit").await;
+    b.wait_for_text("Deleted 2 users").await;
+    assert_eq!(p.store.count_users().await.unwrap(), 5);
+
+    // Delete one user from their page, with a confirmation.
+    b.client
+        .find(Locator::LinkText("member04@example.org"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.click("delete-user").await;
+    b.wait_for_text("member04@example.org").await;
+    b.click("confirm-submit").await;
+    b.wait_for_text("Deleted member04@example.org").await;
+
+    // Guard rails: the only admin can neither demote nor delete themself.
+    b.client
+        .goto(&p.url(&format!("/admin/users/{}", root.id)))
+        .await
+        .unwrap();
+    b.click_css("input[name=is_admin]").await;
+    b.click("save-user").await;
+    assert_eq!(
+        b.text("edit-notice").await,
+        "This is the last admin: make someone else an admin first."
+    );
+    b.client
+        .goto(&p.url(&format!("/admin/users/{}/delete", root.id)))
+        .await
+        .unwrap();
+    b.click("confirm-submit").await;
+    b.wait_for_text("Cannot delete the last admin").await;
+    assert!(p.store.user_by_id(root.id).await.unwrap().unwrap().is_admin);
+
+    // Two admins editing one user: the later save is refused, not silently merged.
+    let m1 = p
+        .store
+        .user_by_email(&stackspin_domain::Email::parse("member01@example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    b.client
+        .goto(&p.url(&format!("/admin/users/{}", m1.id)))
+        .await
+        .unwrap();
+    b.fill("name", "Name From The Browser").await;
+    p.store
+        .update_user(
+            m1.id,
+            m1.updated_at,
+            &stackspin_storage::UserPatch {
+                name: Some(stackspin_domain::UserName::parse("Name From The API").unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    b.click("save-user").await;
+    assert!(
+        b.text("edit-notice")
+            .await
+            .starts_with("Someone else changed this user")
+    );
+    assert_eq!(
+        p.store
+            .user_by_id(m1.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_str(),
+        "Name From The API"
+    );
+
+    // The access matrix: take member05's wiki access away, and make "No access" the default
+    // for new users. The wiki hears of member05 at once.
+    b.click("nav-access").await;
+    let m5_id = p
+        .store
+        .user_by_email(&stackspin_domain::Email::parse("member05@example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    b.select(&format!("r-{m5_id}-wiki"), "none").await;
+    b.select("d-wiki", "none").await;
+    assert!(
+        b.accessibility_problems().await.is_empty(),
+        "{:?}",
+        b.accessibility_problems().await
+    );
+    b.screenshot("access-matrix").await;
+    b.click("save-access").await;
+    assert_eq!(
+        b.text("access-notice").await,
+        "Saved. Changed roles take effect in the apps at once."
+    );
+    assert_eq!(
+        role_in(&p, "member05@example.org", "wiki").await,
+        stackspin_domain::Role::None
+    );
+    assert_eq!(
+        role_in(&p, "member00@example.org", "wiki").await,
+        stackspin_domain::Role::Admin
+    );
+    receiver.wait_for(1).await;
+    let pk = pkce();
+    let resp = m5
+        .get(authorize_url(&p, &wiki, &pk, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.status(), 303, "no code for someone without access");
+    let newcomer = p.user("newcomer@example.org", false).await;
+    assert_eq!(
+        role_in(&p, newcomer.email.as_str(), "wiki").await,
+        stackspin_domain::Role::None
+    );
+
+    // The audit log, filtered by kind and by user.
+    b.click("nav-audit").await;
+    b.fill("f-kind", "role.changed").await;
+    b.click("audit-submit").await;
+    let table = b.text("audit").await;
+    assert!(
+        table.contains("role.changed") && table.contains("member05@example.org"),
+        "{table}"
+    );
+    assert!(!table.contains("user.deleted"), "{table}");
+    b.fill("f-kind", "").await;
+    b.fill("f-user", "member04@example.org").await;
+    b.click("audit-submit").await;
+    let table = b.text("audit").await;
+    assert!(
+        table.contains("user.deleted") && !table.contains("member05"),
+        "{table}"
+    );
+    assert!(
+        b.accessibility_problems().await.is_empty(),
+        "{:?}",
+        b.accessibility_problems().await
+    );
+    b.screenshot("audit-log").await;
+
+    // Settings: require MFA for admins; a test email through the real mail server.
+    b.click("nav-settings").await;
+    b.click_css("input[name=policy][value=admins]").await;
+    b.click("mfa-policy-submit").await;
+    b.wait_for_text("Saved.").await;
+    assert_eq!(
+        p.store.setting("mfa_required").await.unwrap().as_deref(),
+        Some("admins")
+    );
+    b.fill("to", "ops@example.org").await;
+    b.click("test-mail-submit").await;
+    b.wait_for_text("Sent a test email").await;
+    assert_eq!(
+        b.text("settings-notice").await,
+        "Sent a test email to ops@example.org."
+    );
+    smtp.wait_for("ops@example.org").await;
+    b.screenshot("settings").await;
+
+    // Apps: edit (a new name and an icon), rotate the secret, then remove.
+    b.click("nav-admin-apps").await;
+    b.client
+        .find(Locator::LinkText("WIKI"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.fill("display_name", "Team Wiki").await;
+    b.fill("icon_url", "http://insecure.example.org/icon.png")
+        .await;
+    b.click("save-app").await;
+    assert!(b.text("icon_url-error").await.contains("https"));
+    b.fill("icon_url", "https://wiki.example.org/icon.png")
+        .await;
+    b.click("save-app").await;
+    b.wait_for_text("Team Wiki").await;
+    let status = b.text("status-wiki").await;
+    assert!(
+        status.contains("OK") || status.contains("signed in"),
+        "{status}"
+    );
+    assert!(
+        b.accessibility_problems().await.is_empty(),
+        "{:?}",
+        b.accessibility_problems().await
+    );
+    b.screenshot("apps-page-with-status").await;
+    b.client
+        .find(Locator::Css("a[href='/admin/apps/wiki/rotate']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.click("confirm-submit").await;
+    let secret = b.text("client-secret").await;
+    assert_ne!(Some(secret.as_str()), wiki.secret.as_deref());
+    let fresh = support::Client {
+        secret: Some(secret),
+        ..wiki.clone()
+    };
+    let pk = pkce();
+    let admin_http = browser();
+    sign_in(&p, &admin_http, "member00@example.org", PASSWORD).await;
+    let code = get_code(&p, &admin_http, &wiki, &pk).await;
+    assert_eq!(
+        exchange(&p, &wiki, &code, &pk.verifier).await.0,
+        401,
+        "the old secret stops"
+    );
+    let code = get_code(&p, &admin_http, &fresh, &pk).await;
+    assert_eq!(exchange(&p, &fresh, &code, &pk.verifier).await.0, 200);
+    b.client.goto(&p.url("/admin/apps")).await.unwrap();
+    b.client
+        .find(Locator::Css("a[href='/admin/apps/wiki/remove']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.click("confirm-submit").await;
+    b.wait_for_text("No apps are registered yet").await;
+    assert!(p.store.list_apps().await.unwrap().is_empty());
+
+    // On a phone: the main admin pages fit the screen (tables scroll inside their box).
+    b.client.set_window_size(390, 844).await.unwrap();
+    for (path, shot) in [
+        ("/admin/users", "phone-users-page"),
+        ("/admin/audit", "phone-audit-log"),
+        ("/", "phone-launcher"),
+        ("/account", "phone-account"),
+    ] {
+        b.client.goto(&p.url(path)).await.unwrap();
+        b.wait_for_text("</nav>").await;
+        let problems = b.accessibility_problems().await;
+        assert!(problems.is_empty(), "{path}: {problems:?}");
+        b.screenshot(shot).await;
+    }
     b.close().await;
 }

@@ -69,6 +69,7 @@ pub fn fast_options() -> ProviderOptions {
     }
 }
 
+#[derive(Clone)]
 pub struct Client {
     pub name: String,
     pub client_id: String,
