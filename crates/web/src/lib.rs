@@ -19,6 +19,7 @@ pub mod oidc;
 mod pages;
 mod recovery;
 mod session;
+pub mod texts;
 mod throttle;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};

@@ -1,6 +1,8 @@
 //! Server-rendered pages (askama templates compiled into the binary, auto-escaped).
 
 use askama::Template;
+
+use crate::texts;
 use axum::{
     http::StatusCode,
     response::{Html, IntoResponse, Response},

@@ -831,7 +831,7 @@ async fn batch_role_change_and_batch_delete_with_confirmation() {
         .send()
         .await
         .unwrap();
-    assert_eq!(location(&resp), "/admin/users");
+    assert_eq!(location(&resp), "/admin/users?changed=2");
     for u in [&ada, &bob] {
         assert_eq!(p.store.roles_of(u.id).await.unwrap()[0].1, Role::Admin);
     }
