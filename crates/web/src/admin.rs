@@ -53,8 +53,8 @@ pub(crate) async fn require_admin(
     if !user.is_admin {
         return Err(pages::error(
             StatusCode::FORBIDDEN,
-            "Admins only",
-            "This page is for administrators of your organisation.",
+            crate::texts::t("msg.admin.admins_only"),
+            crate::texts::t("msg.admin.this_page_is_for_administrators"),
         ));
     }
     Ok(user)
@@ -306,8 +306,8 @@ async fn load_user(state: &AppState, id: &str) -> Result<User, Response> {
     let missing = || {
         pages::error(
             StatusCode::NOT_FOUND,
-            "No such user",
-            "This user does not exist (any more).",
+            crate::texts::t("msg.admin.no_such_user"),
+            crate::texts::t("msg.admin.this_user_does_not_exist"),
         )
     };
     let Some(id) = parse_user_id(id) else {
@@ -338,7 +338,10 @@ pub async fn edit_user_form(
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    let notice = q.saved.is_some().then_some(("Saved.", true));
+    let notice = q
+        .saved
+        .is_some()
+        .then_some((crate::texts::t("msg.admin.saved"), true));
     render_edit(
         &state,
         jar,
@@ -488,7 +491,19 @@ pub async fn edit_user(
                 Ok(u) => u,
                 Err(resp) => return resp,
             };
-            render_edit(&state, jar, &fresh, None, &errors, Some(("Someone else changed this user while you were editing. These are the current values: make your change again and save.", false)), StatusCode::CONFLICT).await
+            render_edit(
+                &state,
+                jar,
+                &fresh,
+                None,
+                &errors,
+                Some((
+                    crate::texts::t("msg.admin.someone_else_changed_this_user"),
+                    false,
+                )),
+                StatusCode::CONFLICT,
+            )
+            .await
         }
         Err(stackspin_storage::StorageError::DuplicateEmail(_)) => {
             errors.insert("email", "another user has this email".into());
@@ -510,10 +525,7 @@ pub async fn edit_user(
                 &user,
                 Some(&form),
                 &errors,
-                Some((
-                    "This is the last admin: make someone else an admin first.",
-                    false,
-                )),
+                Some((crate::texts::t("msg.admin.this_is_the_last_admin"), false)),
                 StatusCode::CONFLICT,
             )
             .await
@@ -535,16 +547,15 @@ pub async fn delete_user_confirm(
         Err(resp) => return resp,
     };
     let (jar, csrf) = session::csrf_token(&state, jar);
-    let question = format!(
-        "Delete {} <{}>? Their account goes, and their sessions in every app end now.",
-        user.name.as_str(),
-        user.email
+    let question = crate::texts::tf(
+        "msg.admin.delete_user_question",
+        [("name", user.name.as_str()), ("email", user.email.as_str())],
     );
     (
         jar,
         pages::confirm(
             &csrf,
-            "Delete user",
+            crate::texts::t("msg.admin.delete_user"),
             &question,
             &format!("/admin/users/{}/delete", user.id),
             "Delete",
@@ -586,8 +597,8 @@ pub async fn delete_user(
         }
         Err(stackspin_storage::StorageError::LastAdmin(_)) => pages::error(
             StatusCode::CONFLICT,
-            "Cannot delete the last admin",
-            "Make someone else an admin first, so the platform can still be managed.",
+            crate::texts::t("msg.admin.cannot_delete_the_last_admin"),
+            crate::texts::t("msg.admin.make_someone_else_an_admin"),
         ),
         Err(e) => pages::internal_error(&e),
     }
@@ -638,7 +649,11 @@ pub async fn audit(
     let (since, until) = match (day(q.from.as_deref(), false), day(q.to.as_deref(), true)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
-            return pages::error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid filter", &e);
+            return pages::error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                crate::texts::t("msg.admin.invalid_filter"),
+                &e,
+            );
         }
     };
     let clean = |s: &Option<String>| {
@@ -735,7 +750,10 @@ pub async fn set_mfa_policy(
         return render_settings(
             &state,
             jar,
-            Some(("Choose one of the options.".into(), false)),
+            Some((
+                crate::texts::t("msg.admin.choose_one_of_the_options").into(),
+                false,
+            )),
         )
         .await;
     }
@@ -754,7 +772,7 @@ pub async fn set_mfa_policy(
         &state,
         jar,
         Some((
-            "Saved. It applies at each person's next sign-in.".into(),
+            crate::texts::t("msg.admin.saved_it_applies_at_each").into(),
             true,
         )),
     )
@@ -783,17 +801,23 @@ pub async fn send_test_mail(
         return resp;
     }
     let notice = match (&state.mailer, Email::parse(&f.to)) {
-        (_, Err(e)) => (format!("Cannot send: {e}."), false),
+        (_, Err(e)) => (
+            crate::texts::tf("msg.admin.cannot_send", [("error", e)]),
+            false,
+        ),
         (None, _) => (
-            "Outgoing mail is not configured: set the outgoing_mail_* settings and restart.".into(),
+            crate::texts::t("msg.admin.outgoing_mail_is_not_configured").into(),
             false,
         ),
         (Some(mailer), Ok(to)) => {
             let (subject, body) = stackspin_domain::mail::test_message();
             match mailer.send(to.as_str(), &subject, &body).await {
-                Ok(()) => (format!("Sent a test email to {to}."), true),
+                Ok(()) => (
+                    crate::texts::tf("msg.admin.sent_a_test_email", [("to", to)]),
+                    true,
+                ),
                 Err(e) => (
-                    format!("The mail server did not accept the test email: {e}"),
+                    crate::texts::tf("msg.admin.mail_server_refused", [("error", e)]),
                     false,
                 ),
             }
@@ -815,7 +839,7 @@ pub async fn access(
 ) -> Response {
     let notice = q.saved.is_some().then(|| {
         (
-            "Saved. Changed roles take effect in the apps at once.".to_owned(),
+            crate::texts::t("msg.admin.saved_changed_roles_take_effect").to_owned(),
             true,
         )
     });
@@ -1003,8 +1027,8 @@ pub async fn batch(
     if ids.is_empty() {
         return pages::error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "Nothing selected",
-            "Select one or more users first.",
+            crate::texts::t("msg.admin.nothing_selected"),
+            crate::texts::t("msg.admin.select_one_or_more_users"),
         );
     }
     match get("action") {
@@ -1023,8 +1047,8 @@ pub async fn batch(
             }
             Err(stackspin_storage::StorageError::LastAdmin(_)) => pages::error(
                 StatusCode::CONFLICT,
-                "Cannot delete every admin",
-                "The selection includes every admin. Nothing was deleted; keep at least one admin.",
+                crate::texts::t("msg.admin.cannot_delete_every_admin"),
+                crate::texts::t("msg.admin.the_selection_includes_every_admin"),
             ),
             Err(e) => pages::internal_error(&e),
         },
@@ -1052,8 +1076,8 @@ pub async fn batch(
             else {
                 return pages::error(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "Choose an app and a role",
-                    "Pick the app and the role to give the selected users.",
+                    crate::texts::t("msg.admin.choose_an_app_and_a"),
+                    crate::texts::t("msg.admin.pick_the_app_and_the"),
                 );
             };
             let changes: Vec<_> = ids
@@ -1068,16 +1092,16 @@ pub async fn batch(
                 }
                 Err(stackspin_storage::StorageError::AppNotFound(a)) => pages::error(
                     StatusCode::NOT_FOUND,
-                    "No such app",
-                    &format!("There is no app named {a}."),
+                    crate::texts::t("msg.admin.no_such_app"),
+                    &crate::texts::tf("msg.admin.no_app_named", [("app", a)]),
                 ),
                 Err(e) => pages::internal_error(&e),
             }
         }
         _ => pages::error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "Choose an action",
-            "Pick what to do with the selected users.",
+            crate::texts::t("msg.admin.choose_an_action"),
+            crate::texts::t("msg.admin.pick_what_to_do_with"),
         ),
     }
 }

@@ -221,8 +221,8 @@ async fn load(state: &AppState, name: &str) -> Result<App, Response> {
     let missing = || {
         pages::error(
             StatusCode::NOT_FOUND,
-            "No such app",
-            "This app is not registered (any more).",
+            crate::texts::t("msg.admin_apps.no_such_app"),
+            crate::texts::t("msg.admin_apps.this_app_is_not_registered"),
         )
     };
     let Ok(name) = AppName::parse(name) else {
@@ -309,15 +309,15 @@ pub async fn confirm_rotate(
         Err(resp) => return resp,
     };
     let (jar, csrf) = session::csrf_token(&state, jar);
-    let q = format!(
-        "Make a new client secret for {}? The current secret stops working at once: the app must be given the new one.",
-        app.display_name
+    let q = crate::texts::tf(
+        "msg.admin_apps.rotate_question",
+        [("app", &app.display_name)],
     );
     (
         jar,
         pages::confirm(
             &csrf,
-            "Rotate client secret",
+            crate::texts::t("msg.admin_apps.rotate_client_secret"),
             &q,
             &format!("/admin/apps/{}/rotate", app.name),
             "Rotate",
@@ -348,8 +348,8 @@ pub async fn rotate(
     if app.is_public() {
         return pages::error(
             StatusCode::CONFLICT,
-            "No secret to rotate",
-            "This is a public client: it has no secret.",
+            crate::texts::t("msg.admin_apps.no_secret_to_rotate"),
+            crate::texts::t("msg.admin_apps.this_is_a_public_client"),
         );
     }
     let secret = new_client_secret();
@@ -380,15 +380,15 @@ pub async fn confirm_remove(
         Err(resp) => return resp,
     };
     let (jar, csrf) = session::csrf_token(&state, jar);
-    let q = format!(
-        "Remove {}? People can no longer sign in to it, and every role in it is deleted.",
-        app.display_name
+    let q = crate::texts::tf(
+        "msg.admin_apps.remove_question",
+        [("app", &app.display_name)],
     );
     (
         jar,
         pages::confirm(
             &csrf,
-            "Remove app",
+            crate::texts::t("msg.admin_apps.remove_app"),
             &q,
             &format!("/admin/apps/{}/remove", app.name),
             "Remove",

@@ -132,7 +132,7 @@ pub async fn change_password(
             &state,
             jar,
             Some((
-                "Too many attempts. Wait a few minutes and try again.",
+                crate::texts::t("msg.dashboard.too_many_attempts_wait_a"),
                 false,
             )),
             StatusCode::TOO_MANY_REQUESTS,
@@ -153,7 +153,10 @@ pub async fn change_password(
         return render_account(
             &state,
             jar,
-            Some(("Your current password is not right.", false)),
+            Some((
+                crate::texts::t("msg.dashboard.your_current_password_is_not"),
+                false,
+            )),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
@@ -162,7 +165,10 @@ pub async fn change_password(
         return render_account(
             &state,
             jar,
-            Some(("The two new passwords are not the same.", false)),
+            Some((
+                crate::texts::t("msg.dashboard.the_two_new_passwords_are"),
+                false,
+            )),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
@@ -173,7 +179,10 @@ pub async fn change_password(
             return render_account(
                 &state,
                 jar,
-                Some((&format!("New password: {e}."), false)),
+                Some((
+                    &crate::texts::tf("msg.dashboard.new_password_invalid", [("error", e)]),
+                    false,
+                )),
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
             .await;
@@ -183,7 +192,10 @@ pub async fn change_password(
         return render_account(
             &state,
             jar,
-            Some(("The server is busy. Try again in a moment.", false)),
+            Some((
+                crate::texts::t("msg.dashboard.the_server_is_busy_try"),
+                false,
+            )),
             StatusCode::SERVICE_UNAVAILABLE,
         )
         .await;
@@ -208,7 +220,7 @@ pub async fn change_password(
         &state,
         jar,
         Some((
-            "Your password is changed. Your other sessions were logged out.",
+            crate::texts::t("msg.dashboard.your_password_is_changed_your"),
             true,
         )),
         StatusCode::OK,
@@ -252,8 +264,8 @@ pub async fn end_session(
                 Ok(_) => {
                     return pages::error(
                         StatusCode::NOT_FOUND,
-                        "No such session",
-                        "That session has already ended.",
+                        crate::texts::t("msg.dashboard.no_such_session"),
+                        crate::texts::t("msg.dashboard.that_session_has_already_ended"),
                     );
                 }
                 Err(e) => Err(e),

@@ -88,7 +88,7 @@ pub async fn submit(
     if !state.throttle.allowed(&typed, &ip) {
         return retry(
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many sign-in attempts. Wait a few minutes and try again.",
+            crate::texts::t("msg.login.too_many_sign_in_attempts"),
         );
     }
 
@@ -108,7 +108,7 @@ pub async fn submit(
         None => {
             return retry(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "The server is busy. Try again in a moment.",
+                crate::texts::t("msg.login.the_server_is_busy_try"),
             );
         }
     };
@@ -126,7 +126,10 @@ pub async fn submit(
             e.user_email = Some(typed.chars().take(254).collect());
             e.ip = Some(ip.clone());
             state.audit(e).await;
-            return retry(StatusCode::UNAUTHORIZED, "Email or password is incorrect.");
+            return retry(
+                StatusCode::UNAUTHORIZED,
+                crate::texts::t("msg.login.email_or_password_is_incorrect"),
+            );
         }
     };
     state.throttle.succeeded(&typed);

@@ -156,7 +156,7 @@ pub async fn login_submit(
             jar,
             pages::mfa_login(
                 &csrf,
-                Some("Too many attempts. Wait a few minutes and try again."),
+                Some(crate::texts::t("msg.mfa.too_many_attempts_wait_a")),
                 StatusCode::TOO_MANY_REQUESTS,
             ),
         )
@@ -181,7 +181,7 @@ pub async fn login_submit(
             jar,
             pages::mfa_login(
                 &csrf,
-                Some("That code is not valid. Codes can be used once."),
+                Some(crate::texts::t("msg.mfa.that_code_is_not_valid")),
                 StatusCode::UNAUTHORIZED,
             ),
         )
@@ -318,7 +318,19 @@ pub async fn enrol(
     let Some(step) = totp::verify(&f.secret, &f.code, Utc::now().timestamp()) else {
         let uri = totp::provisioning_uri("Stackspin", user.email.as_str(), &f.secret);
         let required = required_for(&state, &user).await.unwrap_or(true);
-        return (jar, pages::mfa_setup(&csrf, &f.secret, &uri, &return_to, required, Some("That code is not valid. Check the time on your device and try the current code."), StatusCode::UNPROCESSABLE_ENTITY)).into_response();
+        return (
+            jar,
+            pages::mfa_setup(
+                &csrf,
+                &f.secret,
+                &uri,
+                &return_to,
+                required,
+                Some(crate::texts::t("msg.mfa.that_code_is_not_valid_2")),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        )
+            .into_response();
     };
     let (codes, hashes) = new_recovery_codes();
     let stored = async {
@@ -380,7 +392,12 @@ pub async fn regenerate_codes(
             let required = required_for(&state, &user).await.unwrap_or(true);
             return (
                 jar,
-                pages::mfa_status(&csrf, left, required, Some("That code is not valid.")),
+                pages::mfa_status(
+                    &csrf,
+                    left,
+                    required,
+                    Some(crate::texts::t("msg.mfa.that_code_is_not_valid_3")),
+                ),
             )
                 .into_response();
         }
@@ -434,7 +451,9 @@ pub async fn remove(
                 &csrf,
                 left,
                 true,
-                Some("Your organisation requires two-step verification, so it cannot be removed."),
+                Some(crate::texts::t(
+                    "msg.mfa.your_organisation_requires_two_step",
+                )),
             ),
         )
             .into_response();
@@ -444,7 +463,12 @@ pub async fn remove(
         Ok(false) => {
             return (
                 jar,
-                pages::mfa_status(&csrf, left, false, Some("That code is not valid.")),
+                pages::mfa_status(
+                    &csrf,
+                    left,
+                    false,
+                    Some(crate::texts::t("msg.mfa.that_code_is_not_valid_3")),
+                ),
             )
                 .into_response();
         }

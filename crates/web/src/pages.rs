@@ -11,8 +11,8 @@ use axum::{
 pub async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "Page not found",
-        "There is nothing at this address.",
+        texts::t("msg.pages.page_not_found"),
+        texts::t("msg.pages.there_is_nothing_at_this"),
     )
 }
 
@@ -40,8 +40,8 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
 pub fn form_expired() -> Response {
     error(
         StatusCode::FORBIDDEN,
-        "Please try again",
-        "The form expired or came from another site. Reload the page and try again.",
+        texts::t("msg.pages.please_try_again"),
+        texts::t("msg.pages.the_form_expired_or_came"),
     )
 }
 
@@ -50,23 +50,21 @@ pub fn internal_error(e: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %e, "request failed");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "The server could not complete this request. Try again in a moment.",
+        texts::t("msg.pages.something_went_wrong"),
+        texts::t("msg.pages.the_server_could_not_complete"),
     )
 }
 
 /// The friendly refusal for someone whose role in an app is "no access"; the link takes
 /// them back to the app with `access_denied`.
 pub fn no_access(app: &str, back: &str) -> Response {
-    let message = format!(
-        "Your account does not have access to {app}. If you need it, ask an administrator of your organisation."
-    );
+    let message = texts::tf("msg.pages.no_access_to_app", [("app", app)]);
     render(
         StatusCode::FORBIDDEN,
         &Message {
-            title: "No access to this app",
+            title: texts::t("msg.pages.no_access_to_this_app"),
             message: &message,
-            link: Some((back, "Return to the app")),
+            link: Some((back, texts::t("msg.pages.return_to_the_app"))),
         },
     )
 }
@@ -75,9 +73,9 @@ pub fn logged_out() -> Response {
     render(
         StatusCode::OK,
         &Message {
-            title: "You are logged out",
-            message: "You have been logged out of Stackspin and of the apps you used through it.",
-            link: Some(("/", "Log in again")),
+            title: texts::t("msg.pages.you_are_logged_out"),
+            message: texts::t("msg.pages.you_have_been_logged_out"),
+            link: Some(("/", texts::t("msg.pages.log_in_again"))),
         },
     )
 }
@@ -183,9 +181,9 @@ pub fn password_set() -> Response {
     render(
         StatusCode::OK,
         &Message {
-            title: "Your password is set",
-            message: "You can now log in with your new password. Any other sessions of your account have been logged out.",
-            link: Some(("/login", "Log in")),
+            title: texts::t("msg.pages.your_password_is_set"),
+            message: texts::t("msg.pages.you_can_now_log_in"),
+            link: Some(("/login", texts::t("msg.pages.log_in"))),
         },
     )
 }
@@ -555,8 +553,14 @@ impl AppRow {
     /// "3 signed in, last at 2026-11-21 10:04 UTC" or "Nobody signed in".
     pub fn activity(&self) -> String {
         match (self.status.signed_in, self.status.last_sign_in) {
-            (0, _) | (_, None) => "Nobody signed in".to_owned(),
-            (n, Some(at)) => format!("{n} signed in, latest {}", at.format("%Y-%m-%d %H:%M UTC")),
+            (0, _) | (_, None) => texts::t("msg.pages.nobody_signed_in").to_owned(),
+            (n, Some(at)) => texts::tf(
+                "msg.pages.signed_in_latest",
+                [
+                    ("count", n.to_string()),
+                    ("at", at.format("%Y-%m-%d %H:%M UTC").to_string()),
+                ],
+            ),
         }
     }
 }

@@ -112,7 +112,7 @@ pub struct ResetQuery {
 fn link_invalid() -> Response {
     pages::error(
         StatusCode::BAD_REQUEST,
-        "This link does not work any more",
+        crate::texts::t("msg.recovery.this_link_does_not_work"),
         "The link has expired or was already used. Ask for a new one with \"Forgot password?\" on the login page.",
     )
 }
@@ -186,14 +186,14 @@ pub async fn reset_submit(
             .into_response()
     };
     if f.password != f.confirm {
-        return retry("The two passwords are not the same.");
+        return retry(crate::texts::t("msg.recovery.the_two_passwords_are_not"));
     }
     let password = match Password::new(&f.password) {
         Ok(p) => p,
         Err(e) => return retry(&capitalise(&e.to_string())),
     };
     let Some(hash) = state.hash_password(password).await else {
-        return retry("The server is busy. Try again in a moment.");
+        return retry(crate::texts::t("msg.recovery.the_server_is_busy_try"));
     };
     match state.store.redeem_link(&token_hash, &hash).await {
         Ok(Some((user, purpose))) => {

@@ -41,12 +41,15 @@ pub fn parse(source: &str) -> HashMap<String, String> {
 }
 
 /// The text for `key`.
-pub fn t(key: &str) -> &str {
+pub fn t(key: &'static str) -> &'static str {
     CATALOGUE.get(key).map(String::as_str).unwrap_or(key)
 }
 
 /// The text for `key` with each `{name}` replaced by its value.
-pub fn tf<'a, V: std::fmt::Display>(key: &str, values: impl AsRef<[(&'a str, V)]>) -> String {
+pub fn tf<'a, V: std::fmt::Display>(
+    key: &'static str,
+    values: impl AsRef<[(&'a str, V)]>,
+) -> String {
     let mut text = t(key).to_owned();
     for (name, value) in values.as_ref() {
         text = text.replace(&format!("{{{name}}}"), &value.to_string());
@@ -66,7 +69,10 @@ mod tests {
         assert_eq!(map["a.b"], "Hello {name}, {n} new");
         assert_eq!(t("no.such.key"), "no.such.key");
         assert_eq!(
-            tf("home.signed_in_as", [("name", "Ada"), ("email", "ada@example.org")]),
+            tf(
+                "home.signed_in_as",
+                [("name", "Ada"), ("email", "ada@example.org")]
+            ),
             "Signed in as Ada (ada@example.org)."
         );
     }
@@ -84,18 +90,30 @@ mod tests {
                     continue;
                 }
                 let source = std::fs::read_to_string(&path).unwrap();
-                for call in ["texts::t(\"", "texts::tf(\""] {
+                // rustfmt may put the key on the line after the call.
+                for call in ["texts::t(", "texts::tf("] {
                     for (i, _) in source.match_indices(call) {
-                        let rest = &source[i + call.len()..];
-                        used.insert(rest[..rest.find('"').unwrap()].to_owned());
+                        let rest = source[i + call.len()..].trim_start();
+                        if let Some(rest) = rest.strip_prefix('"') {
+                            used.insert(rest[..rest.find('"').unwrap()].to_owned());
+                        }
                     }
                 }
             }
         }
-        let missing: Vec<_> = used.iter().filter(|k| !CATALOGUE.contains_key(*k)).collect();
-        assert!(missing.is_empty(), "keys missing from texts/en.toml: {missing:?}");
+        let missing: Vec<_> = used
+            .iter()
+            .filter(|k| !CATALOGUE.contains_key(*k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys missing from texts/en.toml: {missing:?}"
+        );
         let unused: Vec<_> = CATALOGUE.keys().filter(|k| !used.contains(*k)).collect();
-        assert!(unused.is_empty(), "keys in texts/en.toml that nothing uses: {unused:?}");
+        assert!(
+            unused.is_empty(),
+            "keys in texts/en.toml that nothing uses: {unused:?}"
+        );
         assert!(used.len() > 150, "only {} keys found", used.len());
     }
 }

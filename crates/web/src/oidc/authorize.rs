@@ -90,7 +90,7 @@ async fn authorize(
         Err(msg) => {
             return Ok(pages::error(
                 StatusCode::BAD_REQUEST,
-                "Invalid sign-in request",
+                crate::texts::t("msg.authorize.invalid_sign_in_request"),
                 &msg,
             ));
         }
@@ -101,29 +101,29 @@ async fn authorize(
     let Some(client_id) = p("client_id") else {
         return Ok(pages::error(
             StatusCode::BAD_REQUEST,
-            "Invalid sign-in request",
-            "The app did not say who it is (client_id is missing).",
+            crate::texts::t("msg.authorize.invalid_sign_in_request"),
+            crate::texts::t("msg.authorize.the_app_did_not_say"),
         ));
     };
     let Some(app) = state.store.app_by_client_id(client_id).await? else {
         return Ok(pages::error(
             StatusCode::BAD_REQUEST,
-            "Unknown app",
-            "The app that sent you here is not registered with this Stackspin.",
+            crate::texts::t("msg.authorize.unknown_app"),
+            crate::texts::t("msg.authorize.the_app_that_sent_you"),
         ));
     };
     let Some(requested_uri) = p("redirect_uri") else {
         return Ok(pages::error(
             StatusCode::BAD_REQUEST,
-            "Invalid sign-in request",
-            "The app did not say where to return (redirect_uri is missing).",
+            crate::texts::t("msg.authorize.invalid_sign_in_request"),
+            crate::texts::t("msg.authorize.the_app_did_not_say_2"),
         ));
     };
     if find_match(&app.redirect_uris, requested_uri).is_none() {
         return Ok(pages::error(
             StatusCode::BAD_REQUEST,
-            "Invalid sign-in request",
-            "The app asked to return to an address it has not registered, so you were not sent there.",
+            crate::texts::t("msg.authorize.invalid_sign_in_request"),
+            crate::texts::t("msg.authorize.the_app_asked_to_return"),
         ));
     }
     let v = Validated {

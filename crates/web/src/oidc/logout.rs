@@ -51,14 +51,16 @@ async fn resolve_client(
     let client_id = params.get("client_id").filter(|c| !c.is_empty()).cloned();
     let id = match (client_id, hint_aud) {
         (Some(a), Some(b)) if a != b => {
-            return Ok(Err("The logout request names two different apps."));
+            return Ok(Err(crate::texts::t(
+                "msg.logout.the_logout_request_names_two",
+            )));
         }
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => return Ok(Ok(None)),
     };
     Ok(match state.store.app_by_client_id(&id).await? {
         Some(app) => Ok(Some(app)),
-        None => Err("The app that sent you here is not registered with this Stackspin."),
+        None => Err(crate::texts::t("msg.logout.the_app_that_sent_you")),
     })
 }
 
@@ -71,7 +73,13 @@ async fn handle(
 ) -> Response {
     let params = match parse_params(&raw) {
         Ok(p) => p,
-        Err(m) => return pages::error(StatusCode::BAD_REQUEST, "Invalid logout request", &m),
+        Err(m) => {
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                crate::texts::t("msg.logout.invalid_logout_request"),
+                &m,
+            );
+        }
     };
     let hint = params
         .get("id_token_hint")
@@ -80,8 +88,8 @@ async fn handle(
     if matches!(hint, Some(None)) {
         return pages::error(
             StatusCode::BAD_REQUEST,
-            "Invalid logout request",
-            "The app sent a sign-in token that was not issued here.",
+            crate::texts::t("msg.logout.invalid_logout_request"),
+            crate::texts::t("msg.logout.the_app_sent_a_sign"),
         );
     }
     let hint = hint.flatten();
@@ -93,7 +101,11 @@ async fn handle(
     let app = match resolve_client(&state, &params, hint_aud).await {
         Ok(Ok(app)) => app,
         Ok(Err(msg)) => {
-            return pages::error(StatusCode::BAD_REQUEST, "Invalid logout request", msg);
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                crate::texts::t("msg.logout.invalid_logout_request"),
+                msg,
+            );
         }
         Err(e) => return pages::internal_error(&e),
     };
@@ -113,8 +125,8 @@ async fn handle(
             _ => {
                 return pages::error(
                     StatusCode::BAD_REQUEST,
-                    "Invalid logout request",
-                    "The app asked to return to an address it has not registered, so you were not sent there.",
+                    crate::texts::t("msg.logout.invalid_logout_request"),
+                    crate::texts::t("msg.logout.the_app_asked_to_return"),
                 );
             }
         },
