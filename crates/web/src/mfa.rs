@@ -116,7 +116,11 @@ pub struct CodeForm {
 }
 
 /// Accepts a TOTP code (once per time step) or an unused recovery code.
-async fn check_code(state: &AppState, user: &User, code: &str) -> Result<bool, StorageError> {
+pub(crate) async fn check_code(
+    state: &AppState,
+    user: &User,
+    code: &str,
+) -> Result<bool, StorageError> {
     let Some(secret) = state.store.totp_secret(user.id).await? else {
         return Ok(false);
     };
@@ -357,7 +361,7 @@ pub async fn enrol(
 }
 
 /// Ten fresh recovery codes, and the hashes we keep of them.
-fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
+pub(crate) fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
     let codes: Vec<String> = (0..10).map(|_| recovery_code()).collect();
     let hashes = codes
         .iter()

@@ -790,3 +790,103 @@ async fn the_api_does_batch_actions_the_access_matrix_and_password_changes() {
     assert_eq!(resp.status(), 200);
     assert!(!is_signed_in(&p, &b1).await);
 }
+
+#[tokio::test]
+async fn the_api_manages_the_callers_two_step_verification() {
+    use stackspin_identity::totp;
+    let p = start(fast_options()).await;
+    let ada = p.user("ada@example.org", false).await;
+    let b = browser();
+    sign_in(&p, &b, "ada@example.org", PASSWORD).await;
+    let send = |m: Method, path: &str, body: Option<Value>| {
+        let mut req = b
+            .request(m, p.url(path))
+            .header("x-requested-with", "stackspin");
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, s) = send(Method::GET, "/api/v1/me/mfa", None).await;
+    assert_eq!((status, s["enrolled"].as_bool()), (200, Some(false)));
+    let (_, fresh) = send(Method::POST, "/api/v1/me/mfa/secret", None).await;
+    let secret = fresh["secret"].as_str().unwrap().to_owned();
+    assert!(
+        fresh["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let key = totp::base32_decode(&secret).unwrap();
+    let step = chrono::Utc::now().timestamp() / totp::STEP_SECONDS;
+    let (status, _) = send(
+        Method::PUT,
+        "/api/v1/me/mfa",
+        Some(json!({"secret": secret, "code": "000000"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        p.store.totp_secret(ada.id).await.unwrap(),
+        None,
+        "nothing stored"
+    );
+    let (status, on) = send(
+        Method::PUT,
+        "/api/v1/me/mfa",
+        Some(json!({"secret": secret, "code": totp::code_at(&key, step)})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let first: Vec<String> = serde_json::from_value(on["recovery_codes"].clone()).unwrap();
+    assert_eq!(first.len(), 10);
+    let (status, _) = send(
+        Method::PUT,
+        "/api/v1/me/mfa",
+        Some(json!({"secret": secret, "code": totp::code_at(&key, step + 1)})),
+    )
+    .await;
+    assert_eq!(status, 409);
+    // New recovery codes, proven by an old one; the old ones then stop working.
+    let (status, again) = send(
+        Method::POST,
+        "/api/v1/me/mfa/recovery-codes",
+        Some(json!({"code": first[0]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let second: Vec<String> = serde_json::from_value(again["recovery_codes"].clone()).unwrap();
+    let (status, _) = send(
+        Method::DELETE,
+        "/api/v1/me/mfa",
+        Some(json!({"code": first[1]})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    // When the organisation requires it, it stays on.
+    p.store
+        .set_setting("mfa_required", "everyone")
+        .await
+        .unwrap();
+    let (status, body) = send(
+        Method::DELETE,
+        "/api/v1/me/mfa",
+        Some(json!({"code": second[0]})),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("required")));
+    p.store.set_setting("mfa_required", "none").await.unwrap();
+    let (status, _) = send(
+        Method::DELETE,
+        "/api/v1/me/mfa",
+        Some(json!({"code": second[1]})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, s) = send(Method::GET, "/api/v1/me/mfa", None).await;
+    assert_eq!(s["enrolled"], false);
+}

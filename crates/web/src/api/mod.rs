@@ -9,6 +9,7 @@
 mod apps;
 mod audit;
 mod me;
+mod mfa;
 mod users;
 
 use axum::{
@@ -57,6 +58,9 @@ api_routes! {
     "/audit" => { get audit::list },
     "/me" => { get me::me },
     "/me/password" => { put me::change_password },
+    "/me/mfa" => { get mfa::status, put mfa::enrol, delete mfa::remove },
+    "/me/mfa/secret" => { post mfa::new_secret },
+    "/me/mfa/recovery-codes" => { post mfa::new_recovery_codes },
     "/me/sessions" => { delete me::end_sessions },
     "/me/sessions/{id}" => { delete me::end_session },
     "/settings" => { get me::settings, put me::update_settings },
