@@ -22,27 +22,6 @@ use stackspin_storage::{
 
 use crate::{AppState, pages, session};
 
-/// After roles changed: wake the back-channel worker so the apps hear at once, and record
-/// each change as made by `admin`.
-async fn role_changes_done(
-    state: &AppState,
-    admin: &User,
-    changes: Vec<stackspin_storage::RoleChange>,
-) {
-    if !changes.is_empty() {
-        state.outbox_wake.notify_one();
-    }
-    for c in changes {
-        let mut e = AuditEvent::new("role.changed");
-        e.actor = Some(admin.email.to_string());
-        e.user_id = Some(c.user.id.0);
-        e.user_email = Some(c.user.email.to_string());
-        e.app = Some(c.app.to_string());
-        e.detail = serde_json::json!({ "previous": c.previous, "role": c.role });
-        state.audit(e).await;
-    }
-}
-
 /// The signed-in admin, or the page that refuses everyone else.
 pub(crate) async fn require_admin(
     state: &AppState,
@@ -482,7 +461,9 @@ pub async fn edit_user(
             e.user_id = Some(updated.id.0);
             e.user_email = Some(updated.email.to_string());
             state.audit(e).await;
-            role_changes_done(&state, &admin, changes).await;
+            state
+                .role_changes_done(admin.email.to_string(), &changes)
+                .await;
             Redirect::to(&format!("/admin/users/{}?saved=1", updated.id)).into_response()
         }
         Err(stackspin_storage::StorageError::Conflict(_)) => {
@@ -994,7 +975,9 @@ pub async fn save_access(
             return pages::internal_error(&e);
         }
     }
-    role_changes_done(&state, &admin, changed).await;
+    state
+        .role_changes_done(admin.email.to_string(), &changed)
+        .await;
     Redirect::to(&format!("/admin/access?page={page}&saved=1")).into_response()
 }
 
@@ -1087,7 +1070,9 @@ pub async fn batch(
             match state.store.set_roles(&changes).await {
                 Ok(changed) => {
                     let n = changed.len();
-                    role_changes_done(&state, &admin, changed).await;
+                    state
+                        .role_changes_done(admin.email.to_string(), &changed)
+                        .await;
                     Redirect::to(&format!("/admin/users?changed={n}")).into_response()
                 }
                 Err(stackspin_storage::StorageError::AppNotFound(a)) => pages::error(

@@ -13,10 +13,9 @@ use axum::{
 };
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
-use stackspin_domain::{Role, password::Password};
-use stackspin_storage::AuditEvent;
+use stackspin_domain::Role;
 
-use crate::{AppState, pages, session};
+use crate::{AppState, PasswordChangeError, pages, session};
 
 /// An app tile: what someone may launch.
 pub struct Tile {
@@ -125,42 +124,6 @@ pub async fn change_password(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let ip = peer.ip().to_string();
-    let key = format!("pw:{}", user.id);
-    if !state.throttle.allowed(&key, &ip) {
-        return render_account(
-            &state,
-            jar,
-            Some((
-                crate::texts::t("msg.dashboard.too_many_attempts_wait_a"),
-                false,
-            )),
-            StatusCode::TOO_MANY_REQUESTS,
-        )
-        .await;
-    }
-    let stored = user
-        .password_hash
-        .clone()
-        .unwrap_or_else(|| (*state.dummy_hash).clone());
-    let ok = state
-        .verify_password(f.current.clone(), stored)
-        .await
-        .is_some_and(|v| v.matched())
-        && user.has_password();
-    if !ok {
-        state.throttle.failed(&key, &ip);
-        return render_account(
-            &state,
-            jar,
-            Some((
-                crate::texts::t("msg.dashboard.your_current_password_is_not"),
-                false,
-            )),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    }
     if f.password != f.confirm {
         return render_account(
             &state,
@@ -173,49 +136,38 @@ pub async fn change_password(
         )
         .await;
     }
-    let password = match Password::new(&f.password) {
-        Ok(p) => p,
-        Err(e) => {
-            return render_account(
-                &state,
-                jar,
-                Some((
-                    &crate::texts::tf("msg.dashboard.new_password_invalid", [("error", e)]),
-                    false,
-                )),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
-        }
-    };
-    let Some(hash) = state.hash_password(password).await else {
-        return render_account(
-            &state,
-            jar,
-            Some((
-                crate::texts::t("msg.dashboard.the_server_is_busy_try"),
-                false,
-            )),
-            StatusCode::SERVICE_UNAVAILABLE,
+    let changed = state
+        .change_password(
+            &user,
+            f.current,
+            &f.password,
+            peer.ip().to_string(),
+            Some(&current.sid),
         )
         .await;
+    let refusal = match changed {
+        Ok(()) => None,
+        Err(PasswordChangeError::Throttled) => Some((
+            crate::texts::t("msg.dashboard.too_many_attempts_wait_a").to_owned(),
+            StatusCode::TOO_MANY_REQUESTS,
+        )),
+        Err(PasswordChangeError::WrongCurrent) => Some((
+            crate::texts::t("msg.dashboard.your_current_password_is_not").to_owned(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )),
+        Err(PasswordChangeError::Invalid(e)) => Some((
+            crate::texts::tf("msg.dashboard.new_password_invalid", [("error", e)]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )),
+        Err(PasswordChangeError::Busy) => Some((
+            crate::texts::t("msg.dashboard.the_server_is_busy_try").to_owned(),
+            StatusCode::SERVICE_UNAVAILABLE,
+        )),
+        Err(PasswordChangeError::Storage(e)) => return pages::internal_error(&e),
     };
-    if let Err(e) = state.store.set_password_hash(user.id, &hash).await {
-        return pages::internal_error(&e);
+    if let Some((message, status)) = refusal {
+        return render_account(&state, jar, Some((&message, false)), status).await;
     }
-    // Whoever knew the old password may be signed in elsewhere: end every other session.
-    if let Err(e) = state
-        .end_sessions(&user, Some(&current.sid))
-        .await
-        .map(drop)
-    {
-        return pages::internal_error(&e);
-    }
-    let mut e = AuditEvent::new("password.changed");
-    e.user_id = Some(user.id.0);
-    e.user_email = Some(user.email.to_string());
-    e.ip = Some(ip);
-    state.audit(e).await;
     render_account(
         &state,
         jar,

@@ -199,6 +199,71 @@ impl AppState {
         Ok(())
     }
 
+    /// Changes a signed-in person's password, for the account page and the API alike: the
+    /// current password is checked (throttled per account and address, as logins are), and
+    /// every other session ends, since whoever knew the old password may be signed in.
+    pub(crate) async fn change_password(
+        &self,
+        user: &stackspin_domain::User,
+        current: String,
+        new: &str,
+        ip: String,
+        keep: Option<&str>,
+    ) -> Result<(), PasswordChangeError> {
+        let key = format!("pw:{}", user.id);
+        if !self.throttle.allowed(&key, &ip) {
+            return Err(PasswordChangeError::Throttled);
+        }
+        let stored = user
+            .password_hash
+            .clone()
+            .unwrap_or_else(|| (*self.dummy_hash).clone());
+        let ok = self
+            .verify_password(current, stored)
+            .await
+            .is_some_and(|v| v.matched())
+            && user.has_password();
+        if !ok {
+            self.throttle.failed(&key, &ip);
+            return Err(PasswordChangeError::WrongCurrent);
+        }
+        let password = stackspin_domain::password::Password::new(new)
+            .map_err(|e| PasswordChangeError::Invalid(e.to_string()))?;
+        let hash = self
+            .hash_password(password)
+            .await
+            .ok_or(PasswordChangeError::Busy)?;
+        self.store.set_password_hash(user.id, &hash).await?;
+        self.end_sessions(user, keep).await?;
+        let mut e = stackspin_storage::AuditEvent::new("password.changed");
+        e.user_id = Some(user.id.0);
+        e.user_email = Some(user.email.to_string());
+        e.ip = Some(ip);
+        self.audit(e).await;
+        Ok(())
+    }
+
+    /// After roles changed (pages or API): wake the back-channel worker so the apps hear at
+    /// once, and record each change as made by `actor`.
+    pub(crate) async fn role_changes_done(
+        &self,
+        actor: String,
+        changes: &[stackspin_storage::RoleChange],
+    ) {
+        if !changes.is_empty() {
+            self.outbox_wake.notify_one();
+        }
+        for c in changes {
+            let mut e = stackspin_storage::AuditEvent::new("role.changed");
+            e.actor = Some(actor.clone());
+            e.user_id = Some(c.user.id.0);
+            e.user_email = Some(c.user.email.to_string());
+            e.app = Some(c.app.to_string());
+            e.detail = serde_json::json!({ "previous": c.previous, "role": c.role });
+            self.audit(e).await;
+        }
+    }
+
     /// Ends all of the user's sessions except `keep`; returns how many ended.
     pub(crate) async fn end_sessions(
         &self,
@@ -213,6 +278,23 @@ impl AppState {
             }
         }
         Ok(ended)
+    }
+}
+
+/// Why [`AppState::change_password`] refused.
+#[derive(Debug)]
+pub(crate) enum PasswordChangeError {
+    Throttled,
+    WrongCurrent,
+    /// The new password breaks a rule; the text says which.
+    Invalid(String),
+    Busy,
+    Storage(stackspin_storage::StorageError),
+}
+
+impl From<stackspin_storage::StorageError> for PasswordChangeError {
+    fn from(e: stackspin_storage::StorageError) -> Self {
+        PasswordChangeError::Storage(e)
     }
 }
 

@@ -10,10 +10,9 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stackspin_domain::password::Password;
 
 use super::{Admin, ApiError, Caller};
-use crate::AppState;
+use crate::{AppState, PasswordChangeError};
 
 /// The caller, their apps (role ≠ none) and their sessions.
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
@@ -124,48 +123,40 @@ pub async fn change_password(
     caller: Caller,
     Json(b): Json<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
-    let user = &caller.user;
-    let ip = peer.ip().to_string();
-    let key = format!("pw:{}", user.id);
-    if !state.throttle.allowed(&key, &ip) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            "too many attempts: wait a few minutes",
-        ));
-    }
-    let stored = user
-        .password_hash
-        .clone()
-        .unwrap_or_else(|| (*state.dummy_hash).clone());
-    let ok = state
-        .verify_password(b.current, stored)
-        .await
-        .is_some_and(|v| v.matched())
-        && user.has_password();
-    if !ok {
-        state.throttle.failed(&key, &ip);
-        return Err(ApiError::invalid(vec![(
-            "current",
-            "the current password is not right".into(),
-        )]));
-    }
-    let password =
-        Password::new(&b.new).map_err(|e| ApiError::invalid(vec![("new", e.to_string())]))?;
-    let hash = state.hash_password(password).await.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "the server is busy: try again in a moment",
+    let changed = state
+        .change_password(
+            &caller.user,
+            b.current,
+            &b.new,
+            peer.ip().to_string(),
+            caller.sid.as_deref(),
         )
-    })?;
-    state.store.set_password_hash(user.id, &hash).await?;
-    state.end_sessions(user, caller.sid.as_deref()).await?;
-    let mut e = stackspin_storage::AuditEvent::new("password.changed");
-    e.user_id = Some(user.id.0);
-    e.user_email = Some(user.email.to_string());
-    e.ip = Some(ip);
-    state.audit(e).await;
+        .await;
+    match changed {
+        Ok(()) => {}
+        Err(PasswordChangeError::Throttled) => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "too many attempts: wait a few minutes",
+            ));
+        }
+        Err(PasswordChangeError::WrongCurrent) => {
+            return Err(ApiError::invalid(vec![(
+                "current",
+                "the current password is not right".into(),
+            )]));
+        }
+        Err(PasswordChangeError::Invalid(e)) => return Err(ApiError::invalid(vec![("new", e)])),
+        Err(PasswordChangeError::Busy) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the server is busy: try again in a moment",
+            ));
+        }
+        Err(PasswordChangeError::Storage(e)) => return Err(e.into()),
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -247,14 +247,19 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 impl Admin {
-    /// An audit event with this admin as the actor.
-    pub fn event(&self, kind: &str) -> stackspin_storage::AuditEvent {
-        let mut e = stackspin_storage::AuditEvent::new(kind);
-        e.actor = Some(if self.0.by_token {
+    /// Who did it, as the audit log shows it.
+    pub fn actor(&self) -> String {
+        if self.0.by_token {
             format!("{} (API token)", self.0.user.email)
         } else {
             self.0.user.email.to_string()
-        });
+        }
+    }
+
+    /// An audit event with this admin as the actor.
+    pub fn event(&self, kind: &str) -> stackspin_storage::AuditEvent {
+        let mut e = stackspin_storage::AuditEvent::new(kind);
+        e.actor = Some(self.actor());
         e
     }
 }

@@ -439,17 +439,7 @@ pub async fn batch(
                 .map(|id| (*id, app.clone(), None, role))
                 .collect();
             let changed = state.store.set_roles(&changes).await?;
-            if !changed.is_empty() {
-                state.outbox_wake.notify_one();
-            }
-            for c in &changed {
-                let mut e = admin.event("role.changed");
-                e.user_id = Some(c.user.id.0);
-                e.user_email = Some(c.user.email.to_string());
-                e.app = Some(c.app.to_string());
-                e.detail = json!({ "previous": c.previous, "role": c.role });
-                state.audit(e).await;
-            }
+            state.role_changes_done(admin.actor(), &changed).await;
             Ok(Json(json!({
                 "changed": changed.iter().map(|c| c.user.id.to_string()).collect::<Vec<_>>(),
             })))
