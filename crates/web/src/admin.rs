@@ -539,7 +539,7 @@ pub async fn delete_user_confirm(
             crate::texts::t("msg.admin.delete_user"),
             &question,
             &format!("/admin/users/{}/delete", user.id),
-            "Delete",
+            crate::texts::t("msg.admin.delete_button"),
             &format!("/admin/users/{}", user.id),
         ),
     )

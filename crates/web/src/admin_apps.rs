@@ -296,35 +296,55 @@ pub async fn update(
     Redirect::to("/admin/apps").into_response()
 }
 
+/// The confirmation page before a destructive action on an app (`action` is the path under
+/// the app's address; texts are catalogue keys).
+async fn confirm_app_action(
+    state: &AppState,
+    jar: CookieJar,
+    name: &str,
+    action: &str,
+    title: &'static str,
+    question: &'static str,
+    button: &'static str,
+) -> Response {
+    if let Err(resp) = require_admin(state, &jar, "/admin/apps").await {
+        return resp;
+    }
+    let app = match load(state, name).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let (jar, csrf) = session::csrf_token(state, jar);
+    let q = crate::texts::tf(question, [("app", &app.display_name)]);
+    (
+        jar,
+        pages::confirm(
+            &csrf,
+            crate::texts::t(title),
+            &q,
+            &format!("/admin/apps/{}/{action}", app.name),
+            crate::texts::t(button),
+            "/admin/apps",
+        ),
+    )
+        .into_response()
+}
+
 pub async fn confirm_rotate(
     State(state): State<AppState>,
     jar: CookieJar,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(resp) = require_admin(&state, &jar, "/admin/apps").await {
-        return resp;
-    }
-    let app = match load(&state, &name).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
-    let (jar, csrf) = session::csrf_token(&state, jar);
-    let q = crate::texts::tf(
-        "msg.admin_apps.rotate_question",
-        [("app", &app.display_name)],
-    );
-    (
+    confirm_app_action(
+        &state,
         jar,
-        pages::confirm(
-            &csrf,
-            crate::texts::t("msg.admin_apps.rotate_client_secret"),
-            &q,
-            &format!("/admin/apps/{}/rotate", app.name),
-            "Rotate",
-            "/admin/apps",
-        ),
+        &name,
+        "rotate",
+        "msg.admin_apps.rotate_client_secret",
+        "msg.admin_apps.rotate_question",
+        "msg.admin_apps.rotate_button",
     )
-        .into_response()
+    .await
 }
 
 pub async fn rotate(
@@ -372,30 +392,16 @@ pub async fn confirm_remove(
     jar: CookieJar,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(resp) = require_admin(&state, &jar, "/admin/apps").await {
-        return resp;
-    }
-    let app = match load(&state, &name).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
-    let (jar, csrf) = session::csrf_token(&state, jar);
-    let q = crate::texts::tf(
-        "msg.admin_apps.remove_question",
-        [("app", &app.display_name)],
-    );
-    (
+    confirm_app_action(
+        &state,
         jar,
-        pages::confirm(
-            &csrf,
-            crate::texts::t("msg.admin_apps.remove_app"),
-            &q,
-            &format!("/admin/apps/{}/remove", app.name),
-            "Remove",
-            "/admin/apps",
-        ),
+        &name,
+        "remove",
+        "msg.admin_apps.remove_app",
+        "msg.admin_apps.remove_question",
+        "msg.admin_apps.remove_button",
     )
-        .into_response()
+    .await
 }
 
 pub async fn remove(
