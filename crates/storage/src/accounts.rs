@@ -82,6 +82,23 @@ macro_rules! insert_link_and_mail {
     }};
 }
 
+/// Replaces a user's recovery codes inside a transaction.
+macro_rules! replace_codes {
+    ($tx:ident, $user:expr, $hashes:expr) => {{
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+            .bind($user.0)
+            .execute(&mut *$tx)
+            .await?;
+        for h in $hashes {
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                .bind($user.0)
+                .bind(h)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+
 impl Store {
     /// Creates a user without a password and queues their invitation, in one transaction:
     /// there is never an invited user whose invitation was lost.
@@ -313,17 +330,7 @@ impl Store {
                 .bind(user.0)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-                .bind(user.0)
-                .execute(&mut *tx)
-                .await?;
-            for h in recovery_code_hashes {
-                sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
-                    .bind(user.0)
-                    .bind(h)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            replace_codes!(tx, user, recovery_code_hashes);
         });
         Ok(())
     }
@@ -335,17 +342,7 @@ impl Store {
         recovery_code_hashes: &[String],
     ) -> Result<(), StorageError> {
         in_tx!(self, tx, _d => {
-            sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-                .bind(user.0)
-                .execute(&mut *tx)
-                .await?;
-            for h in recovery_code_hashes {
-                sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
-                    .bind(user.0)
-                    .bind(h)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            replace_codes!(tx, user, recovery_code_hashes);
         });
         Ok(())
     }

@@ -319,45 +319,58 @@ pub async fn enrol(
     };
     let return_to = safe_return(Some(&f.return_to));
     let (jar, csrf) = session::csrf_token(&state, jar);
-    let Some(step) = totp::verify(&f.secret, &f.code, Utc::now().timestamp()) else {
-        let uri = totp::provisioning_uri("Stackspin", user.email.as_str(), &f.secret);
-        let required = required_for(&state, &user).await.unwrap_or(true);
-        return (
-            jar,
-            pages::mfa_setup(
-                &csrf,
-                &f.secret,
-                &uri,
-                &return_to,
-                required,
-                Some(crate::texts::t("msg.mfa.that_code_is_not_valid_2")),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            ),
-        )
-            .into_response();
+    let codes = match turn_on(&state, &user, &f.secret, &f.code).await {
+        Ok(Some(codes)) => codes,
+        Ok(None) => {
+            let uri = totp::provisioning_uri("Stackspin", user.email.as_str(), &f.secret);
+            let required = required_for(&state, &user).await.unwrap_or(true);
+            return (
+                jar,
+                pages::mfa_setup(
+                    &csrf,
+                    &f.secret,
+                    &uri,
+                    &return_to,
+                    required,
+                    Some(crate::texts::t("msg.mfa.that_code_is_not_valid_2")),
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                ),
+            )
+                .into_response();
+        }
+        Err(e) => return pages::internal_error(&e),
     };
-    let (codes, hashes) = new_recovery_codes();
-    let stored = async {
-        state
-            .store
-            .set_totp(user.id, Some(&f.secret), &hashes)
-            .await?;
-        state.store.accept_totp_step(user.id, step).await?;
-        // This session has now proven both factors.
-        state
-            .store
-            .update_session_amr(&session.sid, &["pwd".into(), "otp".into(), "mfa".into()])
-            .await
-    }
-    .await;
-    if let Err(e) = stored {
+    // This session has now proven both factors.
+    if let Err(e) = state
+        .store
+        .update_session_amr(&session.sid, &["pwd".into(), "otp".into(), "mfa".into()])
+        .await
+    {
         return pages::internal_error(&e);
     }
+    (jar, pages::recovery_codes(&codes, &return_to)).into_response()
+}
+
+/// Turns TOTP on with `secret` if `code` is current for it (for the account page and the
+/// API): stores it with ten new recovery codes, which are returned to be shown once. `None`
+/// when the code does not match.
+pub(crate) async fn turn_on(
+    state: &AppState,
+    user: &User,
+    secret: &str,
+    code: &str,
+) -> Result<Option<Vec<String>>, StorageError> {
+    let Some(step) = totp::verify(secret, code, Utc::now().timestamp()) else {
+        return Ok(None);
+    };
+    let (codes, hashes) = new_recovery_codes();
+    state.store.set_totp(user.id, Some(secret), &hashes).await?;
+    state.store.accept_totp_step(user.id, step).await?;
     let mut e = AuditEvent::new("mfa.enrolled");
     e.user_id = Some(user.id.0);
     e.user_email = Some(user.email.to_string());
     state.audit(e).await;
-    (jar, pages::recovery_codes(&codes, &return_to)).into_response()
+    Ok(Some(codes))
 }
 
 /// Ten fresh recovery codes, and the hashes we keep of them.

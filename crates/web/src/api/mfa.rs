@@ -1,7 +1,6 @@
 //! `/api/v1/me/mfa`: the caller's two-step verification, as the account pages manage it.
 
 use axum::{Json, extract::State, http::StatusCode};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use stackspin_identity::totp;
@@ -61,19 +60,14 @@ pub async fn enrol(
             "two-step verification is already on: turn it off first",
         ));
     }
-    let step = totp::verify(&b.secret, &b.code, Utc::now().timestamp()).ok_or_else(|| {
-        ApiError::invalid(vec![(
-            "code",
-            "not a current code for this secret: check the time on the device".into(),
-        )])
-    })?;
-    let (codes, hashes) = mfa::new_recovery_codes();
-    state
-        .store
-        .set_totp(caller.user.id, Some(&b.secret), &hashes)
-        .await?;
-    state.store.accept_totp_step(caller.user.id, step).await?;
-    state.audit(event(&caller, "mfa.enrolled")).await;
+    let codes = mfa::turn_on(&state, &caller.user, &b.secret, &b.code)
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(vec![(
+                "code",
+                "not a current code for this secret: check the time on the device".into(),
+            )])
+        })?;
     Ok(Json(json!({ "recovery_codes": codes })))
 }
 
