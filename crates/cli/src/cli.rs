@@ -35,6 +35,15 @@ pub struct GlobalArgs {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
+    /// The platform key that encrypts secrets at rest (created, mode 0600, on first start)
+    /// [default: DATA_DIR/secret.key].
+    #[arg(
+        long,
+        global = true,
+        env = "STACKSPIN_SECRET_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub secret_key_file: Option<PathBuf>,
     /// Log format: text for people, json for machines.
     #[arg(
         long,
@@ -87,6 +96,14 @@ pub struct ServeArgs {
     /// E-mail address of the first admin, created when the database has no users.
     #[arg(long, env = "STACKSPIN_ADMIN_EMAIL", value_name = "EMAIL")]
     pub admin_email: Option<String>,
+    /// Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR ranges,
+    /// comma-separated [default: none, the peer address is the client].
+    #[arg(long, env = "STACKSPIN_TRUSTED_PROXIES", value_name = "LIST")]
+    pub trusted_proxies: Option<String>,
+    /// A second address that serves only /metrics, for Prometheus [default: metrics are not
+    /// served].
+    #[arg(long, env = "STACKSPIN_METRICS_LISTEN", value_name = "IP:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,10 +7,12 @@
 //! holding one of these types never has to re-check it.
 
 pub mod app;
+pub mod client_ip;
 pub mod email;
 pub mod mail;
 pub mod password;
 pub mod retry;
+pub mod return_to;
 pub mod role;
 pub mod secret;
 pub mod settings;

@@ -37,6 +37,12 @@ pub struct RawSettings {
     pub outgoing_mail_smtp_password: Option<String>,
     /// `starttls` (default), `tls` or `none`.
     pub outgoing_mail_smtp_security: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or CIDR ranges).
+    pub trusted_proxies: Option<String>,
+    /// A second address serving only `/metrics`, for Prometheus (none: no metrics).
+    pub metrics_listen: Option<String>,
+    /// The platform key that encrypts secrets at rest [default: `<data-dir>/secret.key`].
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for RawSettings {
@@ -69,7 +75,7 @@ fn scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
 
 impl RawSettings {
     /// The environment variable that sets each key.
-    pub const ENV: [(&'static str, &'static str); 13] = [
+    pub const ENV: [(&'static str, &'static str); 16] = [
         ("listen", "STACKSPIN_LISTEN"),
         ("public_url", "STACKSPIN_PUBLIC_URL"),
         ("data_dir", "STACKSPIN_DATA_DIR"),
@@ -101,6 +107,9 @@ impl RawSettings {
             "outgoing_mail_smtp_security",
             "STACKSPIN_OUTGOING_MAIL_SMTP_SECURITY",
         ),
+        ("trusted_proxies", "STACKSPIN_TRUSTED_PROXIES"),
+        ("metrics_listen", "STACKSPIN_METRICS_LISTEN"),
+        ("secret_key_file", "STACKSPIN_SECRET_KEY_FILE"),
     ];
 
     /// Reads the `STACKSPIN_*` variables through `lookup`, so callers choose the source.
@@ -126,6 +135,9 @@ impl RawSettings {
             outgoing_mail_smtp_user: get("outgoing_mail_smtp_user"),
             outgoing_mail_smtp_password: get("outgoing_mail_smtp_password"),
             outgoing_mail_smtp_security: get("outgoing_mail_smtp_security"),
+            trusted_proxies: get("trusted_proxies"),
+            metrics_listen: get("metrics_listen"),
+            secret_key_file: get("secret_key_file").map(PathBuf::from),
         }
     }
 
@@ -157,6 +169,9 @@ impl RawSettings {
             outgoing_mail_smtp_security: over
                 .outgoing_mail_smtp_security
                 .or(self.outgoing_mail_smtp_security),
+            trusted_proxies: over.trusted_proxies.or(self.trusted_proxies),
+            metrics_listen: over.metrics_listen.or(self.metrics_listen),
+            secret_key_file: over.secret_key_file.or(self.secret_key_file),
         }
     }
 }
@@ -474,6 +489,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `None` when outgoing mail is not enabled: mail then waits in the queue.
     pub mail: Option<MailSettings>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub secret_key_file: PathBuf,
 }
 
 impl Settings {
@@ -515,6 +533,27 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(bad("log_format", other, "use text or json")),
         };
+        let trusted_proxies = match raw.trusted_proxies.as_deref() {
+            Some(list) => crate::client_ip::parse_trusted(list)
+                .map_err(|reason| bad("trusted_proxies", list, reason))?,
+            None => Vec::new(),
+        };
+        let metrics_listen = raw
+            .metrics_listen
+            .as_deref()
+            .map(|m| {
+                m.trim().parse::<SocketAddr>().map_err(|_| {
+                    bad(
+                        "metrics_listen",
+                        m,
+                        "expected IP:PORT such as 127.0.0.1:9090",
+                    )
+                })
+            })
+            .transpose()?;
+        let secret_key_file = raw
+            .secret_key_file
+            .unwrap_or_else(|| data_dir.join("secret.key"));
         Ok(Settings {
             listen,
             public_url,
@@ -523,6 +562,9 @@ impl Settings {
             admin_email,
             log_format,
             mail,
+            trusted_proxies,
+            metrics_listen,
+            secret_key_file,
         })
     }
 

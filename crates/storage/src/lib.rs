@@ -15,6 +15,7 @@ mod directory;
 mod error;
 mod oidc;
 mod setup;
+mod throttle;
 mod users;
 
 use std::{str::FromStr, time::Duration};

@@ -3,11 +3,9 @@
 //! Forms post back here with a CSRF token; every action that ends sessions also tells the
 //! apps through back-channel logout.
 
-use std::net::SocketAddr;
-
 use axum::{
     Form,
-    extract::{ConnectInfo, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
@@ -112,7 +110,7 @@ pub struct PasswordForm {
 
 pub async fn change_password(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client::ClientIp(client): crate::client::ClientIp,
     jar: CookieJar,
     headers: HeaderMap,
     Form(f): Form<PasswordForm>,
@@ -137,13 +135,7 @@ pub async fn change_password(
         .await;
     }
     let changed = state
-        .change_password(
-            &user,
-            f.current,
-            &f.password,
-            peer.ip().to_string(),
-            Some(&current.sid),
-        )
+        .change_password(&user, f.current, &f.password, client, Some(&current.sid))
         .await;
     let refusal = match changed {
         Ok(()) => None,

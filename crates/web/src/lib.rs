@@ -8,6 +8,7 @@
 mod admin;
 mod admin_apps;
 pub mod api;
+mod client;
 mod dashboard;
 mod error;
 mod health;
@@ -103,7 +104,8 @@ pub struct AppState {
     pub keys: Arc<oidc::keys::KeyRing>,
     pub options: Arc<ProviderOptions>,
     hashing: Arc<Semaphore>,
-    throttle: Arc<throttle::Throttle>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    trusted_proxies: Arc<Vec<stackspin_domain::client_ip::IpNet>>,
     /// Checked instead of a real hash when the address has no account, so both take as long.
     dummy_hash: Arc<PasswordHash>,
     http: reqwest::Client,
@@ -207,11 +209,11 @@ impl AppState {
         user: &stackspin_domain::User,
         current: String,
         new: &str,
-        ip: String,
+        client: std::net::IpAddr,
         keep: Option<&str>,
     ) -> Result<(), PasswordChangeError> {
-        let key = format!("pw:{}", user.id);
-        if !self.throttle.allowed(&key, &ip) {
+        let limits = throttle::signed_in_check("password", &user.id.to_string(), client);
+        if !throttle::attempt(&self.store, &limits).await? {
             return Err(PasswordChangeError::Throttled);
         }
         let stored = user
@@ -224,9 +226,9 @@ impl AppState {
             .is_some_and(|v| v.matched())
             && user.has_password();
         if !ok {
-            self.throttle.failed(&key, &ip);
             return Err(PasswordChangeError::WrongCurrent);
         }
+        throttle::clear(&self.store, &limits).await?;
         let password = stackspin_domain::password::Password::new(new)
             .map_err(|e| PasswordChangeError::Invalid(e.to_string()))?;
         let hash = self
@@ -238,7 +240,7 @@ impl AppState {
         let mut e = stackspin_storage::AuditEvent::new("password.changed");
         e.user_id = Some(user.id.0);
         e.user_email = Some(user.email.to_string());
-        e.ip = Some(ip);
+        e.ip = Some(client.to_string());
         self.audit(e).await;
         Ok(())
     }
@@ -466,11 +468,7 @@ impl Application {
             metrics: Arc::new(Metrics::new()),
             keys: Arc::new(keys),
             hashing: Arc::new(Semaphore::new(options.max_concurrent_hashes.max(1))),
-            throttle: Arc::new(throttle::Throttle::new(
-                Duration::from_secs(15 * 60),
-                10,
-                100,
-            )),
+            trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
             options: Arc::new(options),
             dummy_hash: Arc::new(dummy_hash),
             http,
@@ -511,6 +509,7 @@ impl Application {
         let outbox = tokio::spawn(oidc::backchannel::run(self.state.clone()));
         let reload = tokio::spawn(reload_keys(self.state.clone()));
         let mail = tokio::spawn(mail::run(self.state.clone()));
+        let prune = tokio::spawn(prune_counters(self.state.clone()));
         let served = axum::serve(
             self.listener,
             self.router
@@ -521,12 +520,27 @@ impl Application {
         outbox.abort();
         reload.abort();
         mail.abort();
+        prune.abort();
         served
     }
 
     /// The shared state, for tests that inspect what the server holds.
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+}
+
+/// Drops expired throttle counters and forgotten devices, so the tables stay small.
+async fn prune_counters(state: AppState) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        if let Err(e) = state
+            .store
+            .prune_throttle(throttle::WINDOW_SECS, session::DEVICE_DAYS)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot prune throttle counters");
+        }
     }
 }
 

@@ -4,11 +4,9 @@
 //! or the password is wrong: unknown addresses are checked against a dummy hash so the
 //! timing matches, and throttling counts the address typed, not the account.
 
-use std::net::SocketAddr;
-
 use axum::{
     Form,
-    extract::{ConnectInfo, Query, State},
+    extract::{Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
@@ -17,7 +15,7 @@ use serde::Deserialize;
 use stackspin_domain::{Email, password::Verification};
 use stackspin_storage::AuditEvent;
 
-use crate::{AppState, pages, session};
+use crate::{AppState, client::ClientIp, pages, session, throttle};
 
 #[derive(Deserialize)]
 pub struct LoginQuery {
@@ -35,13 +33,12 @@ pub struct LoginForm {
     return_to: String,
 }
 
-/// Only local paths: anything else would make the login page an open redirect.
-fn safe_return(to: &str) -> &str {
-    if to.starts_with('/') && !to.starts_with("//") && !to.starts_with("/\\") {
-        to
-    } else {
-        "/"
-    }
+/// Only local paths: anything else would make the login page an open redirect. Malformed
+/// values are refused with a page before anything else happens (no session is started).
+pub(crate) fn return_target(to: &str) -> Option<String> {
+    stackspin_domain::return_to::local_path(to)
+        .ok()
+        .map(str::to_owned)
 }
 
 pub async fn form(
@@ -50,12 +47,15 @@ pub async fn form(
     Query(q): Query<LoginQuery>,
 ) -> Response {
     let (jar, csrf) = session::csrf_token(&state, jar);
-    let return_to = safe_return(q.return_to.as_deref().unwrap_or("/"));
+    let return_to = match return_target(q.return_to.as_deref().unwrap_or("/")) {
+        Some(r) => r,
+        None => return pages::malformed_return_to(),
+    };
     (
         jar,
         pages::login(
             &csrf,
-            return_to,
+            &return_to,
             q.login_hint.as_deref().unwrap_or_default(),
             None,
             StatusCode::OK,
@@ -66,31 +66,28 @@ pub async fn form(
 
 pub async fn submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     jar: CookieJar,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let return_to = safe_return(&f.return_to).to_owned();
+    let return_to = match return_target(&f.return_to) {
+        Some(r) => r,
+        None => return pages::malformed_return_to(),
+    };
     if !session::csrf_ok(&state, &jar, &headers, &f.csrf) {
         return pages::form_expired();
     }
     let (jar, csrf) = session::csrf_token(&state, jar);
-    let ip = peer.ip().to_string();
+    let ip = client.to_string();
     let typed = f.email.trim().to_owned();
-    let retry = |status, msg: &str| {
+    let retry = |jar: CookieJar, status, msg: &str| {
         (
-            jar.clone(),
+            jar,
             pages::login(&csrf, &return_to, &typed, Some(msg), status),
         )
             .into_response()
     };
-    if !state.throttle.allowed(&typed, &ip) {
-        return retry(
-            StatusCode::TOO_MANY_REQUESTS,
-            crate::texts::t("msg.login.too_many_sign_in_attempts"),
-        );
-    }
 
     let user = match Email::parse(&typed) {
         Ok(email) => match state.store.user_by_email(&email).await {
@@ -99,6 +96,28 @@ pub async fn submit(
         },
         Err(_) => None,
     };
+    let device = match session::known_device(&state, &jar, user.as_ref()).await {
+        Ok(d) => d,
+        Err(e) => return pages::internal_error(&e),
+    };
+    // Counted before the hash is checked, so a burst cannot outrun the limit.
+    let limits = throttle::sign_in(&typed, client, device.as_deref());
+    match throttle::attempt(&state.store, &limits).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let mut e = AuditEvent::new("login.throttled");
+            e.user_id = user.as_ref().map(|u| u.id.0);
+            e.user_email = Some(typed.chars().take(254).collect());
+            e.ip = Some(ip.clone());
+            state.audit(e).await;
+            return retry(
+                jar,
+                StatusCode::TOO_MANY_REQUESTS,
+                crate::texts::t("msg.login.too_many_sign_in_attempts"),
+            );
+        }
+        Err(e) => return pages::internal_error(&e),
+    }
     let stored = user
         .as_ref()
         .and_then(|u| u.password_hash.clone())
@@ -107,6 +126,7 @@ pub async fn submit(
         Some(v) => v,
         None => {
             return retry(
+                jar,
                 StatusCode::SERVICE_UNAVAILABLE,
                 crate::texts::t("msg.login.the_server_is_busy_try"),
             );
@@ -120,19 +140,34 @@ pub async fn submit(
             u
         }
         (user, _) => {
-            state.throttle.failed(&typed, &ip);
             let mut e = AuditEvent::new("login.failure");
             e.user_id = user.as_ref().map(|u| u.id.0);
             e.user_email = Some(typed.chars().take(254).collect());
             e.ip = Some(ip.clone());
             state.audit(e).await;
             return retry(
+                jar,
                 StatusCode::UNAUTHORIZED,
                 crate::texts::t("msg.login.email_or_password_is_incorrect"),
             );
         }
     };
-    state.throttle.succeeded(&typed);
+    if let Err(e) = throttle::clear(&state.store, &throttle::cleared_by_sign_in(&limits)).await {
+        tracing::warn!(error = %e, "cannot clear sign-in counters");
+    }
+    // This browser now knows the password: later guesses by others do not block it.
+    let jar = match device {
+        Some(_) => jar,
+        None => match session::remember_device(&state, jar.clone(), &user).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remember the device");
+                jar
+            }
+        },
+    };
+    // A token seen before sign-in (perhaps planted) is not used after it.
+    let jar = session::rotate_csrf(&state, jar);
 
     // A second factor, when enrolled, comes before any session.
     match state.store.totp_secret(user.id).await {

@@ -6,11 +6,9 @@
 //! setting (`mfa_required`: none, admins, everyone) makes enrolment compulsory: such people
 //! are sent to enrol before any app gets a code for them.
 
-use std::net::SocketAddr;
-
 use axum::{
     Form,
-    extract::{ConnectInfo, Query, State},
+    extract::{Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
@@ -139,7 +137,7 @@ pub(crate) async fn check_code(
 
 pub async fn login_submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client::ClientIp(client): crate::client::ClientIp,
     jar: CookieJar,
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
@@ -152,10 +150,14 @@ pub async fn login_submit(
         Ok(None) => return expired(),
         Err(e) => return pages::internal_error(&e),
     };
-    let ip = peer.ip().to_string();
-    let key = format!("mfa:{}", user.id);
+    let ip = client.to_string();
+    let limits = crate::throttle::signed_in_check("mfa", &user.id.to_string(), client);
     let (jar, csrf) = session::csrf_token(&state, jar);
-    if !state.throttle.allowed(&key, &ip) {
+    let allowed = match crate::throttle::attempt(&state.store, &limits).await {
+        Ok(a) => a,
+        Err(e) => return pages::internal_error(&e),
+    };
+    if !allowed {
         return (
             jar,
             pages::mfa_login(
@@ -180,7 +182,6 @@ pub async fn login_submit(
     event.ip = Some(ip.clone());
     state.audit(event).await;
     if !accepted {
-        state.throttle.failed(&key, &ip);
         return (
             jar,
             pages::mfa_login(
@@ -191,11 +192,13 @@ pub async fn login_submit(
         )
             .into_response();
     }
-    state.throttle.succeeded(&key);
+    if let Err(e) = crate::throttle::clear(&state.store, &limits).await {
+        tracing::warn!(error = %e, "cannot clear code counters");
+    }
     let amr = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];
     match start_session(&state, &user, amr, &headers, &ip).await {
         Ok(cookie) => {
-            let jar = jar
+            let jar = session::rotate_csrf(&state, jar)
                 .add(cookie)
                 .remove(Cookie::build(PENDING_COOKIE).path("/login"));
             (jar, Redirect::to(&return_to)).into_response()
@@ -243,16 +246,6 @@ pub struct SetupQuery {
     return_to: Option<String>,
 }
 
-/// Only local paths, as on the login page.
-fn safe_return(to: Option<&str>) -> String {
-    match to {
-        Some(t) if t.starts_with('/') && !t.starts_with("//") && !t.starts_with("/\\") => {
-            t.to_owned()
-        }
-        _ => "/".to_owned(),
-    }
-}
-
 pub async fn setup_page(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -263,7 +256,10 @@ pub async fn setup_page(
         Err(resp) => return resp,
     };
     let (jar, csrf) = session::csrf_token(&state, jar);
-    let return_to = safe_return(q.return_to.as_deref());
+    let return_to = match crate::login::return_target(q.return_to.as_deref().unwrap_or("/")) {
+        Some(r) => r,
+        None => return pages::malformed_return_to(),
+    };
     let enrolled = match state.store.totp_secret(user.id).await {
         Ok(s) => s.is_some(),
         Err(e) => return pages::internal_error(&e),
@@ -317,7 +313,10 @@ pub async fn enrol(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let return_to = safe_return(Some(&f.return_to));
+    let return_to = match crate::login::return_target(&f.return_to) {
+        Some(r) => r,
+        None => return pages::malformed_return_to(),
+    };
     let (jar, csrf) = session::csrf_token(&state, jar);
     let codes = match turn_on(&state, &user, &f.secret, &f.code).await {
         Ok(Some(codes)) => codes,

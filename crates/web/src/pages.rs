@@ -45,6 +45,15 @@ pub fn form_expired() -> Response {
     )
 }
 
+/// A `return_to` no page of ours could have produced (see `stackspin_domain::return_to`).
+pub fn malformed_return_to() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        texts::t("msg.pages.link_is_damaged"),
+        texts::t("msg.pages.the_return_address_is_malformed"),
+    )
+}
+
 /// A failure of ours: logged with its cause, shown without it.
 pub fn internal_error(e: &dyn std::fmt::Display) -> Response {
     tracing::error!(error = %e, "request failed");

@@ -6,7 +6,7 @@
 
 use axum::{
     Form,
-    extract::{ConnectInfo, Query, State},
+    extract::{Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -19,7 +19,6 @@ use stackspin_domain::{
     secret::{hash_secret, random_token},
 };
 use stackspin_storage::{AuditEvent, LinkPurpose, NewLink, OutgoingMail};
-use std::net::SocketAddr;
 
 use crate::{AppState, pages, session};
 
@@ -37,7 +36,7 @@ pub async fn recover_form(State(state): State<AppState>, jar: CookieJar) -> Resp
 
 pub async fn recover_submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client::ClientIp(client): crate::client::ClientIp,
     jar: CookieJar,
     headers: HeaderMap,
     Form(f): Form<RecoverForm>,
@@ -46,10 +45,19 @@ pub async fn recover_submit(
         return pages::form_expired();
     }
     let typed = f.email.trim().to_owned();
-    let ip = peer.ip().to_string();
-    // Mail bombing someone's inbox is throttled like password guessing.
-    if state.throttle.allowed(&typed, &ip) {
-        state.throttle.failed(&typed, &ip);
+    let ip = client.to_string();
+    // Mail bombing someone's inbox is throttled, with counters of its own: reset requests
+    // never count against sign-ins, so they cannot lock the owner out.
+    let allowed = match crate::throttle::attempt(
+        &state.store,
+        &crate::throttle::reset_request(&typed, client),
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => return pages::internal_error(&e),
+    };
+    if allowed {
         let state2 = state.clone();
         let typed2 = typed.clone();
         tokio::spawn(async move {
@@ -155,7 +163,7 @@ pub struct ResetForm {
 
 pub async fn reset_submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client::ClientIp(client): crate::client::ClientIp,
     jar: CookieJar,
     headers: HeaderMap,
     Form(f): Form<ResetForm>,
@@ -206,7 +214,7 @@ pub async fn reset_submit(
             let mut e = AuditEvent::new(kind);
             e.user_id = Some(user.id.0);
             e.user_email = Some(user.email.to_string());
-            e.ip = Some(peer.ip().to_string());
+            e.ip = Some(client.to_string());
             state.audit(e).await;
             (
                 jar.add(session::clear_session_cookie(&state)),

@@ -112,6 +112,56 @@ pub async fn require(
     }
 }
 
+fn device_cookie_name(state: &AppState) -> &'static str {
+    if secure(state) {
+        "__Host-stackspin_device"
+    } else {
+        "stackspin_device"
+    }
+}
+
+/// How long a browser stays known after it signed in.
+pub const DEVICE_DAYS: i64 = 90;
+
+/// The hash of this browser's known-device cookie, if it is one that `user` signed in with
+/// (see `throttle`).
+pub async fn known_device(
+    state: &AppState,
+    jar: &CookieJar,
+    user: Option<&User>,
+) -> Result<Option<String>, StorageError> {
+    let (Some(c), Some(user)) = (jar.get(device_cookie_name(state)), user) else {
+        return Ok(None);
+    };
+    let hash = hash_secret(c.value());
+    Ok(match state.store.known_device_user(&hash).await? {
+        Some(id) if id == user.id => Some(hash),
+        _ => None,
+    })
+}
+
+/// Marks this browser as one `user` signed in with.
+pub async fn remember_device(
+    state: &AppState,
+    jar: CookieJar,
+    user: &User,
+) -> Result<CookieJar, StorageError> {
+    let token = random_token(32);
+    state
+        .store
+        .add_known_device(&hash_secret(&token), user.id)
+        .await?;
+    let mut c = cookie(state, device_cookie_name(state), token);
+    c.set_max_age(time_duration(DEVICE_DAYS * 24 * 3600));
+    Ok(jar.add(c))
+}
+
+/// Replaces the CSRF cookie with a new token: done at sign-in, so a token an attacker
+/// planted or read before it is worthless after it.
+pub fn rotate_csrf(state: &AppState, jar: CookieJar) -> CookieJar {
+    jar.add(cookie(state, csrf_cookie_name(state), random_token(32)))
+}
+
 /// The CSRF token for forms on this response, creating the cookie if the browser has none.
 pub fn csrf_token(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
     if let Some(c) = jar.get(csrf_cookie_name(state))

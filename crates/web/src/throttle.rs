@@ -1,79 +1,127 @@
-//! Login throttling: per account and per client address, in memory.
+//! Throttling of password, code and reset attempts, counted in the database so that every
+//! replica enforces one limit.
 //!
-//! Limits apply to the address *typed*, whether or not an account has it, so the answer
-//! ("too many attempts") never reveals which addresses exist. Counters are per process; with
-//! several replicas the effective limit is multiplied by their number, which still bounds
-//! guessing to a handful of attempts per minute.
+//! An attempt is counted *before* the secret is checked, in one atomic statement per key, so
+//! a burst of concurrent guesses cannot all slip past a check made before the first of them
+//! was recorded. The keys are chosen so that a stranger cannot lock the owner out:
+//!
+//! - guesses are limited per account *and* client address, so guessing from one address
+//!   blocks that address only;
+//! - a browser that has signed in to the account before (a known-device cookie) is counted
+//!   on its own: the owner's own browser is never blocked by anyone else's guesses;
+//! - other browsers share a larger per-account limit that bounds guessing from many
+//!   addresses, and a per-address limit bounds spraying many accounts;
+//! - reset requests have keys of their own and never count against sign-ins.
+//!
+//! Keys are SHA-256 digests, so the table holds neither addresses nor IPs. Limits apply to
+//! the address *typed*, whether or not an account has it, so the answer ("too many
+//! attempts") never reveals which addresses exist.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::net::IpAddr;
 
-pub struct Throttle {
-    window: Duration,
-    per_account: u32,
-    per_ip: u32,
-    failures: Mutex<HashMap<String, (Instant, u32)>>,
+use stackspin_domain::secret::hash_secret;
+use stackspin_storage::{StorageError, Store};
+
+/// Counters reset after this long.
+pub const WINDOW_SECS: i64 = 15 * 60;
+
+/// Guesses at one account from one address (or one known browser).
+const PER_ACCOUNT_AND_CLIENT: i64 = 10;
+/// Guesses at one account from browsers it has never signed in with, all addresses together.
+const PER_ACCOUNT: i64 = 100;
+/// Sign-in attempts from one address, across accounts.
+const PER_CLIENT: i64 = 100;
+/// Reset mails for one address, and reset requests from one client.
+const RESETS_PER_ACCOUNT: i64 = 5;
+const RESETS_PER_CLIENT: i64 = 20;
+
+/// One counter and the most attempts it allows in a window.
+#[derive(Clone, Debug)]
+pub struct Limit {
+    key: String,
+    max: i64,
+    /// Whether the right secret resets this counter.
+    cleared_on_success: bool,
 }
 
-impl Throttle {
-    pub fn new(window: Duration, per_account: u32, per_ip: u32) -> Throttle {
-        Throttle {
-            window,
-            per_account,
-            per_ip,
-            failures: Mutex::new(HashMap::new()),
+impl Limit {
+    fn new(parts: &[&str], max: i64) -> Limit {
+        Limit {
+            key: hash_secret(&parts.join("\u{1f}")),
+            max,
+            cleared_on_success: true,
         }
     }
 
-    fn count(&self, key: &str) -> u32 {
-        let map = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match map.get(key) {
-            Some((start, n)) if start.elapsed() < self.window => *n,
-            _ => 0,
+    fn kept(mut self) -> Limit {
+        self.cleared_on_success = false;
+        self
+    }
+}
+
+fn account(typed: &str) -> String {
+    typed.trim().to_lowercase()
+}
+
+/// The limits one sign-in attempt counts against. `known_device` is the hash of a
+/// known-device cookie that belongs to this account.
+pub fn sign_in(typed: &str, client: IpAddr, known_device: Option<&str>) -> Vec<Limit> {
+    let acct = account(typed);
+    match known_device {
+        Some(device) => vec![Limit::new(
+            &["login-device", &acct, device],
+            PER_ACCOUNT_AND_CLIENT,
+        )],
+        None => {
+            let ip = client.to_string();
+            vec![
+                Limit::new(&["login-client", &acct, &ip], PER_ACCOUNT_AND_CLIENT),
+                Limit::new(&["login-account", &acct], PER_ACCOUNT),
+                Limit::new(&["login-ip", &ip], PER_CLIENT).kept(),
+            ]
         }
     }
+}
 
-    /// Whether another attempt for this account from this address may be checked now.
-    pub fn allowed(&self, account: &str, ip: &str) -> bool {
-        self.count(&format!("a:{}", account.to_ascii_lowercase())) < self.per_account
-            && self.count(&format!("i:{ip}")) < self.per_ip
-    }
+/// What a correct password clears: its own account's counters (the per-address counter
+/// stays, or signing in to one's own account would reset a spray of others).
+pub fn cleared_by_sign_in(limits: &[Limit]) -> Vec<Limit> {
+    limits
+        .iter()
+        .filter(|l| l.cleared_on_success)
+        .cloned()
+        .collect()
+}
 
-    pub fn failed(&self, account: &str, ip: &str) {
-        let mut map = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Keep the map from growing without bound under a spray of addresses.
-        if map.len() > 100_000 {
-            let window = self.window;
-            map.retain(|_, (start, _)| start.elapsed() < window);
-        }
-        for key in [
-            format!("a:{}", account.to_ascii_lowercase()),
-            format!("i:{ip}"),
-        ] {
-            let entry = map.entry(key).or_insert((Instant::now(), 0));
-            if entry.0.elapsed() >= self.window {
-                *entry = (Instant::now(), 0);
-            }
-            entry.1 += 1;
-        }
-    }
+/// The limits of a password-reset request.
+pub fn reset_request(typed: &str, client: IpAddr) -> Vec<Limit> {
+    vec![
+        Limit::new(&["reset-account", &account(typed)], RESETS_PER_ACCOUNT),
+        Limit::new(&["reset-ip", &client.to_string()], RESETS_PER_CLIENT),
+    ]
+}
 
-    pub fn succeeded(&self, account: &str) {
-        let mut map = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.remove(&format!("a:{}", account.to_ascii_lowercase()));
-    }
+/// The limits of a second-factor code or a current-password check, for someone already
+/// past the first factor (`what` names the check).
+pub fn signed_in_check(what: &str, user: &str, client: IpAddr) -> Vec<Limit> {
+    vec![
+        Limit::new(&[what, user, &client.to_string()], PER_ACCOUNT_AND_CLIENT),
+        Limit::new(&[what, user], PER_ACCOUNT_AND_CLIENT * 3),
+    ]
+}
+
+/// Counts one attempt against every limit; `false` when any is over its maximum, in which
+/// case the secret must not be checked.
+pub async fn attempt(store: &Store, limits: &[Limit]) -> Result<bool, StorageError> {
+    let keys: Vec<String> = limits.iter().map(|l| l.key.clone()).collect();
+    let counts = store.count_attempts(&keys, WINDOW_SECS).await?;
+    Ok(limits.iter().zip(counts).all(|(l, n)| n <= l.max))
+}
+
+/// Forgets the counts of these limits (after the right secret).
+pub async fn clear(store: &Store, limits: &[Limit]) -> Result<(), StorageError> {
+    let keys: Vec<String> = limits.iter().map(|l| l.key.clone()).collect();
+    store.clear_attempts(&keys).await
 }
 
 #[cfg(test)]
@@ -81,18 +129,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_per_account_and_ip() {
-        let t = Throttle::new(Duration::from_secs(60), 3, 5);
-        for _ in 0..3 {
-            assert!(t.allowed("a@x.org", "1.1.1.1"));
-            t.failed("A@x.org", "1.1.1.1");
-        }
-        assert!(!t.allowed("a@x.org", "2.2.2.2"), "account limit");
-        assert!(t.allowed("b@x.org", "1.1.1.1"));
-        t.failed("b@x.org", "1.1.1.1");
-        t.failed("c@x.org", "1.1.1.1");
-        assert!(!t.allowed("d@x.org", "1.1.1.1"), "ip limit");
-        t.succeeded("a@x.org");
-        assert!(t.allowed("a@x.org", "3.3.3.3"));
+    fn keys_separate_accounts_clients_and_purposes() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let a = sign_in("Ada@Example.org ", ip, None);
+        assert_eq!(a[0].key, sign_in("ada@example.org", ip, None)[0].key);
+        assert_ne!(a[0].key, sign_in("ada@example.org", other, None)[0].key);
+        assert_eq!(a[1].key, sign_in("ada@example.org", other, None)[1].key);
+        let resets = reset_request("ada@example.org", ip);
+        assert!(resets.iter().all(|r| a.iter().all(|l| l.key != r.key)));
+        let known = sign_in("ada@example.org", ip, Some("d1"));
+        assert_eq!(known.len(), 1);
+        assert!(a.iter().all(|l| l.key != known[0].key));
+        assert_eq!(cleared_by_sign_in(&a).len(), 2);
     }
 }

@@ -1,11 +1,9 @@
 //! `/api/v1/me` and `/api/v1/settings`: the caller's own account and sessions, and platform
 //! settings.
 
-use std::net::SocketAddr;
-
 use axum::{
     Json,
-    extract::{ConnectInfo, Path, State},
+    extract::{Path, State},
     http::StatusCode,
 };
 use serde::Deserialize;
@@ -119,7 +117,7 @@ pub struct PasswordBody {
 /// sessions, as the account page does.
 pub async fn change_password(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    crate::client::ClientIp(client): crate::client::ClientIp,
     caller: Caller,
     Json(b): Json<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
@@ -128,7 +126,7 @@ pub async fn change_password(
             &caller.user,
             b.current,
             &b.new,
-            peer.ip().to_string(),
+            client,
             caller.sid.as_deref(),
         )
         .await;
