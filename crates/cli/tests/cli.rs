@@ -40,7 +40,19 @@ impl Site {
 
     /// The binary with a clean environment: no STACKSPIN_* from the developer's shell.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        self.cmd_under(&[], args)
+    }
+
+    /// As [`Site::cmd`], run by `wrapper` (`prlimit ...`), which is given the binary first.
+    fn cmd_under(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         for (k, _) in std::env::vars() {
             if k.starts_with("STACKSPIN_") || k == "RUST_LOG" {
                 c.env_remove(k);
@@ -96,6 +108,10 @@ struct Server {
 
 impl Server {
     fn start(site: &Site, admin_email: &str) -> Server {
+        Self::start_under(site, admin_email, &[])
+    }
+
+    fn start_under(site: &Site, admin_email: &str, wrapper: &[&str]) -> Server {
         let args = [
             "serve",
             "--listen",
@@ -106,7 +122,7 @@ impl Server {
             admin_email,
         ];
         let mut child = site
-            .cmd(&args)
+            .cmd_under(wrapper, &args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -632,4 +648,38 @@ fn unknown_config_keys_are_rejected_with_the_line() {
     let out = site.run(&["--config", config.to_str().unwrap(), "serve"]);
     assert_one_line_error(&out, "line 2: unknown field `public_ur`");
     assert!(!Path::new(&site.dir.path().join("data")).exists());
+}
+
+/// With only 256 file descriptors, 300 clients that connect and say nothing must neither
+/// starve the health check nor fill the log (the probe saw /healthz time out and a flood of
+/// "Too many open files"): connections are capped below the limit and idle ones are cut off
+/// after the header deadline (10 s by default).
+#[tokio::test]
+async fn idle_clients_cannot_exhaust_descriptors() {
+    let site = Site::sqlite();
+    let server = Server::start_under(&site, "admin@example.org", &["prlimit", "--nofile=256:256"]);
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        match tokio::net::TcpStream::connect(&server.addr).await {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    let started = Instant::now();
+    let health = tokio::time::timeout(
+        Duration::from_secs(25),
+        reqwest::get(server.url("/healthz")),
+    )
+    .await
+    .expect("/healthz answered while 300 idle connections were open")
+    .unwrap();
+    assert_eq!(health.status(), 200);
+    eprintln!("healthz answered after {:?}", started.elapsed());
+    drop(idle);
+    let logs = server.stop();
+    let floods = logs
+        .iter()
+        .filter(|l| l.contains("Too many open files"))
+        .count();
+    assert!(floods <= 3, "{floods} lines about descriptors");
 }

@@ -19,6 +19,7 @@ mod mfa;
 pub mod oidc;
 mod pages;
 mod recovery;
+mod server;
 mod session;
 pub mod texts;
 mod throttle;
@@ -40,13 +41,11 @@ use tokio::{
     net::TcpListener,
     sync::{Notify, Semaphore},
 };
-use tower_http::{
-    limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
-    trace::TraceLayer,
-};
+use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trace::TraceLayer};
 
 pub use error::WebError;
 pub use metrics::Metrics;
+pub use server::ServerOptions;
 /// The platform setting that makes two-step verification compulsory.
 pub const MFA_SETTING: &str = mfa::SETTING;
 
@@ -71,6 +70,7 @@ pub struct ProviderOptions {
     pub mail_poll_interval: Duration,
     /// First retry delay of a failed mail; it doubles with each attempt.
     pub mail_retry_base: Duration,
+    pub server: ServerOptions,
 }
 
 impl Default for ProviderOptions {
@@ -91,6 +91,7 @@ impl Default for ProviderOptions {
             invite_link_lifetime: chrono::Duration::days(7),
             mail_poll_interval: Duration::from_secs(5),
             mail_retry_base: Duration::from_secs(5),
+            server: ServerOptions::default(),
         }
     }
 }
@@ -300,6 +301,17 @@ impl From<stackspin_storage::StorageError> for PasswordChangeError {
     }
 }
 
+/// The largest request body accepted (forms and JSON are far smaller).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// `/metrics` alone, for the separate metrics address: Prometheus scrapes it from inside
+/// the cluster, and nobody who reaches the public port can read it.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::render))
+        .with_state(state)
+}
+
 /// The routes and middleware, without a socket (tests can drive it with `oneshot`).
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
@@ -343,7 +355,6 @@ pub fn router(state: AppState) -> Router {
         .route("/account/sessions", post(dashboard::end_session))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render))
         .route(
             "/.well-known/openid-configuration",
             get(oidc::discovery::openid_configuration),
@@ -387,11 +398,13 @@ pub fn router(state: AppState) -> Router {
             // into logs.
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }))
+        .layer(axum::middleware::from_fn(|req, next| {
+            server::buffer_body(MAX_BODY, req, next)
+        }))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -417,6 +430,7 @@ pub fn router(state: AppState) -> Router {
 /// A bound, ready-to-run control plane.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     router: Router,
     state: AppState,
     local_addr: SocketAddr,
@@ -448,6 +462,14 @@ impl Application {
             error,
         })?;
         let public_url = settings.public_url_for(local_addr);
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| WebError::Bind { addr, error })?,
+            ),
+            None => None,
+        };
         let keys = oidc::keys::KeyRing::load(&store).await?;
         let params = options.hash_params;
         let dummy_hash = tokio::task::spawn_blocking(move || {
@@ -485,6 +507,7 @@ impl Application {
         };
         Ok(Application {
             listener,
+            metrics_listener,
             router: router(state.clone()),
             state,
             local_addr,
@@ -494,6 +517,13 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn public_url(&self) -> &PublicUrl {
@@ -510,13 +540,29 @@ impl Application {
         let reload = tokio::spawn(reload_keys(self.state.clone()));
         let mail = tokio::spawn(mail::run(self.state.clone()));
         let prune = tokio::spawn(prune_counters(self.state.clone()));
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        // One shutdown signal for both listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let server_options = self.state.options.server.clone();
+        let metrics = self.metrics_listener.map(|l| {
+            let router = metrics_router(self.state.clone());
+            let options = server_options.clone();
+            let stop = stopped();
+            tokio::spawn(async move { server::serve(l, router, &options, stop).await })
+        });
+        let served = server::serve(self.listener, self.router, &server_options, stopped()).await;
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
         outbox.abort();
         reload.abort();
         mail.abort();

@@ -7,6 +7,7 @@ use stackspin_web::Application;
 
 struct TestApp {
     base: String,
+    metrics: String,
     store: Store,
     _db: TestDb,
     client: reqwest::Client,
@@ -17,6 +18,7 @@ async fn spawn_app() -> TestApp {
     let db = TestDb::sqlite().await;
     let settings = Settings::resolve(RawSettings {
         listen: Some("127.0.0.1:0".into()),
+        metrics_listen: Some("127.0.0.1:0".into()),
         ..Default::default()
     })
     .unwrap();
@@ -24,10 +26,12 @@ async fn spawn_app() -> TestApp {
         .await
         .unwrap();
     let base = format!("http://{}", app.local_addr());
+    let metrics = format!("http://{}", app.metrics_addr().unwrap());
     assert_eq!(app.public_url().as_str(), base);
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         base,
+        metrics,
         store: db.store.clone(),
         _db: db,
         client: reqwest::Client::new(),
@@ -71,7 +75,14 @@ async fn metrics_count_requests_by_route_template() {
         app.get("/healthz").await;
     }
     app.get("/no/such/page").await;
-    let r = app.get("/metrics").await;
+    // Not on the public port: only on the metrics address.
+    assert_eq!(app.get("/metrics").await.status(), 404);
+    let r = app
+        .client
+        .get(format!("{}/metrics", app.metrics))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let body = r.text().await.unwrap();
     let line = body
@@ -155,4 +166,75 @@ async fn binding_a_taken_port_is_a_clear_error() {
         1,
         "the cause is named once: {err}"
     );
+}
+
+#[tokio::test]
+async fn an_early_refusal_keeps_the_connection_usable() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // 64 KiB of JSON to an endpoint that refuses strangers before reading the body, then
+    // a second request on the same connection.
+    let body = format!("{{\"email\":\"{}@example.org\"}}", "a".repeat(64 * 1024));
+    let first = format!(
+        "POST /api/v1/users HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let second = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    conn.write_all(first.as_bytes()).await.unwrap();
+    conn.write_all(second.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 2, "{answer}");
+    assert!(answer.contains("HTTP/1.1 200 OK"), "{answer}");
+}
+
+#[tokio::test]
+async fn half_sent_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::sqlite().await;
+    let settings = Settings::resolve(RawSettings {
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let options = stackspin_web::ProviderOptions {
+        server: stackspin_web::ServerOptions {
+            header_read_timeout: std::time::Duration::from_millis(500),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let app = Application::build_with(&settings, db.store.clone(), options)
+        .await
+        .unwrap();
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for conn in [&mut idle, &mut slow] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            conn.read_to_end(&mut buf),
+        )
+        .await
+        .expect("the server closes the connection");
+        // Closed (or reset) without an answer: nothing was ever a complete request.
+        if read.is_ok() {
+            assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+        }
+    }
 }
