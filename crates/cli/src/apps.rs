@@ -96,7 +96,7 @@ pub async fn run(settings: &Settings, cmd: AppCommand, json: bool) -> Result<()>
                 )
                 .await?;
             record(&store, "client.registered", app.name.as_str()).await;
-            let issuer = settings.public_url_for(settings.listen);
+            let issuer = crate::served_public_url(settings, &store).await;
             #[derive(Serialize)]
             struct Registered<'a> {
                 name: &'a str,

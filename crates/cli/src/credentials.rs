@@ -29,7 +29,7 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
         },
         None => false,
     };
-    let login_url = settings.public_url_for(settings.listen);
+    let login_url = crate::served_public_url(settings, &store).await;
     #[derive(Serialize)]
     struct View<'a> {
         email: &'a str,

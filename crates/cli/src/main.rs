@@ -69,6 +69,19 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The public URL for links and the issuer: an explicitly configured one, else the one
+/// `serve` recorded in the database (it may listen elsewhere than these settings say), else
+/// the default derived from the listen address.
+pub(crate) async fn served_public_url(settings: &Settings, store: &Store) -> String {
+    if let Some(url) = &settings.public_url {
+        return url.to_string();
+    }
+    match store.server_fact(stackspin_web::PUBLIC_URL_FACT).await {
+        Ok(Some(url)) => url,
+        _ => settings.public_url_for(settings.listen).to_string(),
+    }
+}
+
 /// Rotates the signing keys; the old ones stay published for as long as an ID token lives,
 /// plus a margin for clock skew.
 async fn rotate_keys(settings: &Settings, json: bool) -> Result<()> {

@@ -75,7 +75,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
                 let lifetime = chrono::Duration::days(7);
                 let link = format!(
                     "{}/reset?token={token}",
-                    settings.public_url_for(settings.listen)
+                    crate::served_public_url(settings, &store).await
                 );
                 let (subject, body) = stackspin_domain::mail::invitation(
                     new.name.as_str(),

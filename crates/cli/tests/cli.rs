@@ -199,6 +199,9 @@ async fn operator_story(site: Site) {
     assert_eq!(creds["still_valid"], true);
     let password = creds["password"].as_str().unwrap().to_owned();
     assert!(password.len() >= 20, "{password}");
+    // The server listens on a port of its own choosing: the commands name that one.
+    let served = format!("http://{}", server.addr);
+    assert_eq!(creds["login_url"], served.as_str());
 
     // Admin commands work on the database while the server runs.
     let alice = site.json(&["user", "add", "alice@example.org", "--name", "Alice"]);
@@ -254,6 +257,11 @@ async fn operator_story(site: Site) {
     let client_id = reg["client_id"].as_str().unwrap().to_owned();
     let secret = reg["client_secret"].as_str().unwrap().to_owned();
     assert!(secret.len() >= 43);
+    assert_eq!(
+        reg["issuer"],
+        served.as_str(),
+        "the issuer the server serves"
+    );
     let apps = site.run(&["app", "list", "--json"]);
     let apps_text = String::from_utf8(apps.stdout).unwrap();
     assert!(
@@ -624,11 +632,14 @@ fn config_file_then_environment_then_flags() {
     };
     // Create the SQLite database the site points at.
     let server = Server::start(&site, "admin@example.org");
+    let served = format!("http://{}", server.addr);
     server.stop();
-    assert_eq!(issuer(&[], &[]), "http://127.0.0.1:1111");
+    // The commands name the server as it served (its recorded public URL), whatever
+    // listen address they were given; an explicit public URL still wins.
+    assert_eq!(issuer(&[], &[]), served);
     assert_eq!(
         issuer(&[("STACKSPIN_LISTEN", "127.0.0.1:2222")], &[]),
-        "http://127.0.0.1:2222"
+        served
     );
     assert_eq!(
         issuer(&[("STACKSPIN_PUBLIC_URL", "https://sso.example.org/")], &[]),

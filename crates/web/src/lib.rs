@@ -46,6 +46,8 @@ use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trac
 pub use error::WebError;
 pub use metrics::Metrics;
 pub use server::ServerOptions;
+/// Where `serve` records the public URL it serves, for the admin commands.
+pub const PUBLIC_URL_FACT: &str = "public_url";
 /// The platform setting that makes two-step verification compulsory.
 pub const MFA_SETTING: &str = mfa::SETTING;
 
@@ -470,6 +472,11 @@ impl Application {
             ),
             None => None,
         };
+        // The admin commands print links and the issuer: they must name this server.
+        store
+            .set_server_fact(PUBLIC_URL_FACT, public_url.as_str())
+            .await
+            .map_err(|e| WebError::Startup(format!("cannot record the public URL: {e}")))?;
         let keys = oidc::keys::KeyRing::load(&store).await?;
         let params = options.hash_params;
         let dummy_hash = tokio::task::spawn_blocking(move || {
