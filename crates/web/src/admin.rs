@@ -45,10 +45,6 @@ pub struct UsersQuery {
     sort: Option<String>,
     order: Option<String>,
     page: Option<u32>,
-    created: Option<String>,
-    deleted: Option<String>,
-    /// How many roles a batch change just changed.
-    changed: Option<u32>,
 }
 
 pub const PER_PAGE: u32 = 50;
@@ -91,6 +87,13 @@ pub async fn users(
             .collect(),
         Err(e) => return pages::internal_error(&e),
     };
+    let (jar, notice) = session::take_flash(&state, jar);
+    let notice_value = |kind: &str| {
+        notice
+            .as_ref()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, v)| v.clone())
+    };
     let (jar, csrf) = session::csrf_token(&state, jar);
     let view = pages::UsersView {
         apps,
@@ -107,9 +110,9 @@ pub async fn users(
             .max(1),
         total: result.total,
         users: result.users,
-        created: q.created,
-        deleted: q.deleted,
-        changed: q.changed,
+        created: notice_value("created"),
+        deleted: notice_value("deleted"),
+        changed: notice_value("changed").and_then(|n| n.parse().ok()),
         is_admin: admin.is_admin,
     };
     (jar, pages::admin_users(&csrf, &view)).into_response()
@@ -273,8 +276,8 @@ pub async fn create_user(
     e.user_id = Some(user.id.0);
     e.user_email = Some(user.email.to_string());
     state.audit(e).await;
-    let to: String = url::form_urlencoded::byte_serialize(user.email.as_str().as_bytes()).collect();
-    Redirect::to(&format!("/admin/users?created={to}")).into_response()
+    let jar = session::flash(&state, jar, "created", user.email.as_str());
+    (jar, Redirect::to("/admin/users")).into_response()
 }
 
 fn parse_user_id(id: &str) -> Option<stackspin_domain::UserId> {
@@ -572,9 +575,8 @@ pub async fn delete_user(
             e.user_id = Some(deleted.id.0);
             e.user_email = Some(deleted.email.to_string());
             state.audit(e).await;
-            let who: String =
-                url::form_urlencoded::byte_serialize(deleted.email.as_str().as_bytes()).collect();
-            Redirect::to(&format!("/admin/users?deleted={who}")).into_response()
+            let jar = session::flash(&state, jar, "deleted", deleted.email.as_str());
+            (jar, Redirect::to("/admin/users")).into_response()
         }
         Err(stackspin_storage::StorageError::LastAdmin(_)) => pages::error(
             StatusCode::CONFLICT,
@@ -1025,8 +1027,9 @@ pub async fn batch(
                     e.user_email = Some(u.email.to_string());
                     state.audit(e).await;
                 }
-                Redirect::to(&format!("/admin/users?deleted={}%20users", deleted.len()))
-                    .into_response()
+                let what = crate::texts::tf("admin_users.n_users", [("n", deleted.len())]);
+                let jar = session::flash(&state, jar, "deleted", &what);
+                (jar, Redirect::to("/admin/users")).into_response()
             }
             Err(stackspin_storage::StorageError::LastAdmin(_)) => pages::error(
                 StatusCode::CONFLICT,
@@ -1073,7 +1076,8 @@ pub async fn batch(
                     state
                         .role_changes_done(admin.email.to_string(), &changed)
                         .await;
-                    Redirect::to(&format!("/admin/users?changed={n}")).into_response()
+                    let jar = session::flash(&state, jar, "changed", &n.to_string());
+                    (jar, Redirect::to("/admin/users")).into_response()
                 }
                 Err(stackspin_storage::StorageError::AppNotFound(a)) => pages::error(
                     StatusCode::NOT_FOUND,

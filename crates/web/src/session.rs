@@ -156,6 +156,41 @@ pub async fn remember_device(
     Ok(jar.add(c))
 }
 
+fn notice_cookie_name(state: &AppState) -> &'static str {
+    if secure(state) {
+        "__Host-stackspin_notice"
+    } else {
+        "stackspin_notice"
+    }
+}
+
+/// Leaves a notice (`kind`, `value`) for the next page, in a cookie rather than the URL: a
+/// notice read from the query string would let a crafted link show any text it liked.
+pub fn flash(state: &AppState, jar: CookieJar, kind: &str, value: &str) -> CookieJar {
+    let text: String =
+        url::form_urlencoded::byte_serialize(format!("{kind}:{value}").as_bytes()).collect();
+    let mut c = cookie(state, notice_cookie_name(state), text);
+    c.set_max_age(time_duration(60));
+    jar.add(c)
+}
+
+/// Takes the notice left by [`flash`], if any, clearing it.
+pub fn take_flash(state: &AppState, jar: CookieJar) -> (CookieJar, Option<(String, String)>) {
+    let Some(c) = jar.get(notice_cookie_name(state)) else {
+        return (jar, None);
+    };
+    let decoded: String = url::form_urlencoded::parse(format!("n={}", c.value()).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let notice = decoded
+        .split_once(':')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let mut gone = cookie(state, notice_cookie_name(state), String::new());
+    gone.set_max_age(time_duration(0));
+    (jar.add(gone), notice)
+}
+
 /// Replaces the CSRF cookie with a new token: done at sign-in, so a token an attacker
 /// planted or read before it is worthless after it.
 pub fn rotate_csrf(state: &AppState, jar: CookieJar) -> CookieJar {
