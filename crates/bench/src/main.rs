@@ -71,6 +71,9 @@ async fn wait_ready(url: &str) -> Result<()> {
 }
 
 /// Our server from the release binary, with a user and a registered app.
+/// Accounts the login storm signs in to, round robin.
+const LOGIN_USERS: usize = 32;
+
 async fn start_stackspin(bin: &str, data: &std::path::Path) -> Result<Server> {
     let port = free_port()?;
     let db = format!("sqlite://{}/stackspin.sqlite", data.display());
@@ -99,27 +102,36 @@ async fn start_stackspin(bin: &str, data: &std::path::Path) -> Result<Server> {
         },
     };
     wait_ready(&format!("{issuer}/readyz")).await?;
-    let mut add = Command::new(bin)
-        .args([
-            "--database-url",
-            &db,
-            "user",
-            "add",
-            "bench@example.org",
-            "--name",
-            "Bench",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    use std::io::Write;
-    add.stdin
-        .take()
-        .context("stdin")?
-        .write_all(PASSWORD.as_bytes())?;
-    if !add.wait()?.success() {
-        bail!("user add failed");
+    // Separate people for the login storm, as in an office: one account signing in from
+    // many browsers at once would (rightly) be throttled.
+    for i in 0..LOGIN_USERS {
+        let email = if i == 0 {
+            "bench@example.org".to_owned()
+        } else {
+            format!("bench{i}@example.org")
+        };
+        let mut add = Command::new(bin)
+            .args([
+                "--database-url",
+                &db,
+                "user",
+                "add",
+                &email,
+                "--name",
+                "Bench",
+                "--password-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        use std::io::Write;
+        add.stdin
+            .take()
+            .context("stdin")?
+            .write_all(PASSWORD.as_bytes())?;
+        if !add.wait()?.success() {
+            bail!("user add failed");
+        }
     }
     let out = Command::new(bin)
         .args([
@@ -466,10 +478,33 @@ async fn main() -> Result<()> {
         println!("\nratio stackspin / oidc-provider: {:.2}×", a / b);
     }
 
-    // Password logins on Stackspin, next to the hashing ceiling.
+    // Password logins on Stackspin, next to the hashing ceiling, with RSS sampled during
+    // the storm and after it (argon2 takes 19 MiB per hash).
+    let login_concurrency = flag("--login-concurrency", 32) as usize;
     let issuer = Arc::new(ours.target.issuer.clone());
-    let logins = load(seconds, concurrency, move || {
+    let next_user = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (idle_rss, _) = rss_kib(ours.child.id());
+    let pid = ours.child.id();
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut max = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(rss_kib(pid).0);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            max
+        })
+    };
+    let logins = load(seconds, login_concurrency, move || {
         let issuer = issuer.clone();
+        let i = next_user.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % LOGIN_USERS;
+        let email = if i == 0 {
+            "bench@example.org".to_owned()
+        } else {
+            format!("bench{i}@example.org")
+        };
         async move {
             let b = browser()?;
             let page = b
@@ -482,7 +517,7 @@ async fn main() -> Result<()> {
             let r = b
                 .post(format!("{issuer}/login"))
                 .form(&[
-                    ("email", "bench@example.org"),
+                    ("email", email.as_str()),
                     ("password", PASSWORD),
                     ("csrf", csrf.as_str()),
                     ("return_to", "/"),
@@ -496,8 +531,14 @@ async fn main() -> Result<()> {
         }
     })
     .await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let storm_rss = sampler.await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (after_rss, _) = rss_kib(ours.child.id());
     let verify = tokio::task::spawn_blocking(move || argon2_verify_rate(seconds.min(5))).await??;
-    println!("\npassword logins (GET /login + POST /login), {concurrency} workers, {seconds} s\n");
+    println!(
+        "\npassword logins (GET /login + POST /login), {login_concurrency} workers, {seconds} s\n"
+    );
     println!("| measure | per second | p50 ms | p99 ms | errors |");
     println!("|---|---|---|---|---|");
     println!(
@@ -506,6 +547,12 @@ async fn main() -> Result<()> {
     );
     println!("| argon2id verifies (19 MiB, t=2, p=1), all cores, in-process | {verify:.1} | | | |");
     println!("\nlogins / verify ceiling: {:.2}", logins.per_sec / verify);
+    println!(
+        "stackspin RSS: before the storm {:.1} MiB, highest during it {:.1} MiB, 2 s after {:.1} MiB",
+        idle_rss as f64 / 1024.0,
+        storm_rss as f64 / 1024.0,
+        after_rss as f64 / 1024.0
+    );
     drop(ours);
     drop(reference);
     let _ = std::fs::remove_dir_all(&data);

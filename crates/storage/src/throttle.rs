@@ -56,6 +56,22 @@ impl Store {
         Ok(())
     }
 
+    /// Takes back one attempt from each key: the attempt turned out to be legitimate, so it
+    /// should not count towards a limit on failures.
+    pub async fn release_attempts(&self, keys: &[String]) -> Result<(), StorageError> {
+        in_tx!(self, tx, _d => {
+            for key in keys {
+                sqlx::query(
+                    "UPDATE throttle_counters SET count = count - 1 WHERE key = $1 AND count > 0",
+                )
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            }
+        });
+        Ok(())
+    }
+
     /// Deletes counters whose window ended, and known devices older than `device_days`.
     pub async fn prune_throttle(
         &self,

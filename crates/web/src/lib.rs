@@ -231,7 +231,7 @@ impl AppState {
         if !ok {
             return Err(PasswordChangeError::WrongCurrent);
         }
-        throttle::clear(&self.store, &limits).await?;
+        throttle::succeeded(&self.store, &limits).await?;
         let password = stackspin_domain::password::Password::new(new)
             .map_err(|e| PasswordChangeError::Invalid(e.to_string()))?;
         let hash = self

@@ -152,7 +152,7 @@ pub async fn submit(
             );
         }
     };
-    if let Err(e) = throttle::clear(&state.store, &throttle::cleared_by_sign_in(&limits)).await {
+    if let Err(e) = throttle::succeeded(&state.store, &limits).await {
         tracing::warn!(error = %e, "cannot clear sign-in counters");
     }
     // This browser now knows the password: later guesses by others do not block it.

@@ -192,7 +192,7 @@ pub async fn login_submit(
         )
             .into_response();
     }
-    if let Err(e) = crate::throttle::clear(&state.store, &limits).await {
+    if let Err(e) = crate::throttle::succeeded(&state.store, &limits).await {
         tracing::warn!(error = %e, "cannot clear code counters");
     }
     let amr = vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()];

@@ -83,16 +83,6 @@ pub fn sign_in(typed: &str, client: IpAddr, known_device: Option<&str>) -> Vec<L
     }
 }
 
-/// What a correct password clears: its own account's counters (the per-address counter
-/// stays, or signing in to one's own account would reset a spray of others).
-pub fn cleared_by_sign_in(limits: &[Limit]) -> Vec<Limit> {
-    limits
-        .iter()
-        .filter(|l| l.cleared_on_success)
-        .cloned()
-        .collect()
-}
-
 /// The limits of a password-reset request.
 pub fn reset_request(typed: &str, client: IpAddr) -> Vec<Limit> {
     vec![
@@ -118,10 +108,16 @@ pub async fn attempt(store: &Store, limits: &[Limit]) -> Result<bool, StorageErr
     Ok(limits.iter().zip(counts).all(|(l, n)| n <= l.max))
 }
 
-/// Forgets the counts of these limits (after the right secret).
-pub async fn clear(store: &Store, limits: &[Limit]) -> Result<(), StorageError> {
-    let keys: Vec<String> = limits.iter().map(|l| l.key.clone()).collect();
-    store.clear_attempts(&keys).await
+/// After the right secret: the account's own counters start again, and the attempt is taken
+/// back from the others (the per-address counter is not reset, or signing in to one's own
+/// account would wipe out a spray of guesses at others; it just counts failures and
+/// attempts in flight, so a busy office behind one address is not blocked by its successes).
+pub async fn succeeded(store: &Store, limits: &[Limit]) -> Result<(), StorageError> {
+    let (cleared, released): (Vec<&Limit>, Vec<&Limit>) =
+        limits.iter().partition(|l| l.cleared_on_success);
+    let keys = |ls: Vec<&Limit>| ls.into_iter().map(|l| l.key.clone()).collect::<Vec<_>>();
+    store.clear_attempts(&keys(cleared)).await?;
+    store.release_attempts(&keys(released)).await
 }
 
 #[cfg(test)]
@@ -141,6 +137,6 @@ mod tests {
         let known = sign_in("ada@example.org", ip, Some("d1"));
         assert_eq!(known.len(), 1);
         assert!(a.iter().all(|l| l.key != known[0].key));
-        assert_eq!(cleared_by_sign_in(&a).len(), 2);
+        assert_eq!(a.iter().filter(|l| l.cleared_on_success).count(), 2);
     }
 }

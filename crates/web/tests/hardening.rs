@@ -376,3 +376,16 @@ async fn the_csrf_cookie_changes_at_sign_in() {
         "a token known before sign-in is not valid after it"
     );
 }
+
+#[tokio::test]
+async fn an_office_behind_one_address_is_not_blocked_by_its_own_sign_ins() {
+    let p = start(fast_options()).await;
+    for i in 0..120 {
+        p.user(&format!("person{i}@example.org"), false).await;
+    }
+    for i in 0..120 {
+        let b = browser();
+        let r = sign_in(&p, &b, &format!("person{i}@example.org"), PASSWORD).await;
+        assert_eq!(r.status(), 303, "sign-in {i} from the shared address");
+    }
+}
