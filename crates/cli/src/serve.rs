@@ -14,9 +14,11 @@ use stackspin_web::Application;
 
 pub async fn run(settings: Settings) -> Result<()> {
     let store = Store::connect(&settings.database).await?;
+    let durability = store.durability().await?;
     tracing::info!(
         backend = store.backend_name(),
         database = %settings.database,
+        durability,
         "database ready"
     );
     bootstrap_first_admin(&settings, &store).await?;

@@ -1,7 +1,15 @@
 //! Passwords: strength rules for new ones and argon2id hashing.
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use argon2::{
+    Algorithm, Argon2, Params, Version,
+    password_hash::phc::{self, Output, ParamsString, Salt},
+};
 use std::fmt;
+use subtle::ConstantTimeEq;
+
+/// One KiB of argon2 working memory. Callers that hash often keep a buffer of these and
+/// pass it in, so the 19 MiB a hash needs is allocated once, not per login.
+pub use argon2::Block;
 
 /// A plaintext password that met the strength rules. Its `Debug` is redacted so it cannot end
 /// up in a log line by accident.
@@ -61,7 +69,7 @@ impl fmt::Debug for PasswordHash {
 impl PasswordHash {
     /// Wraps a stored PHC string after checking that it parses.
     pub fn from_phc(s: String) -> Result<Self, PasswordError> {
-        argon2::PasswordHash::new(&s).map_err(|_| PasswordError::BadHash)?;
+        phc::PasswordHash::new(&s).map_err(|_| PasswordError::BadHash)?;
         Ok(PasswordHash(s))
     }
 
@@ -90,50 +98,132 @@ impl Default for HashParams {
 }
 
 impl HashParams {
-    fn hasher(&self) -> Result<Argon2<'static>, PasswordError> {
-        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .map_err(|_| PasswordError::Hashing)?;
-        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    fn params(&self) -> Result<Params, PasswordError> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|_| PasswordError::Hashing)
     }
 
-    /// Hashes a password with a fresh random salt.
+    /// How many blocks of working memory one hash with these parameters needs.
+    pub fn memory_blocks(&self) -> usize {
+        self.params().map_or(0, |p| p.block_count())
+    }
+
+    /// A zeroed working-memory buffer for [`HashParams::hash_in`] and
+    /// [`HashParams::verify_in`].
+    pub fn new_memory(&self) -> Vec<Block> {
+        vec![Block::new(); self.memory_blocks()]
+    }
+
+    /// Hashes a password with a fresh random salt, allocating working memory.
     pub fn hash(&self, password: &Password) -> Result<PasswordHash, PasswordError> {
-        let hash: argon2::PasswordHash = self
-            .hasher()?
-            .hash_password(password.expose().as_bytes())
-            .map_err(|_| PasswordError::Hashing)?;
-        Ok(PasswordHash(hash.to_string()))
+        self.hash_in(password, &mut self.new_memory())
     }
 
-    /// Checks a candidate against a stored hash. The comparison inside argon2 is constant-time.
-    /// Returns whether it matched and whether the stored hash should be upgraded to these
-    /// parameters (the "rehash on login" rule).
+    /// Hashes a password with a fresh random salt in the given working memory (grown if it
+    /// is too small).
+    pub fn hash_in(
+        &self,
+        password: &Password,
+        memory: &mut Vec<Block>,
+    ) -> Result<PasswordHash, PasswordError> {
+        let params = self.params()?;
+        let salt = Salt::generate();
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        compute(
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone()),
+            password.expose().as_bytes(),
+            &salt,
+            &mut out,
+            memory,
+        )?;
+        let phc = phc::PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).map_err(|_| PasswordError::Hashing)?,
+            salt: Some(salt),
+            hash: Some(Output::new(&out).map_err(|_| PasswordError::Hashing)?),
+        };
+        Ok(PasswordHash(phc.to_string()))
+    }
+
+    /// Checks a candidate against a stored hash, allocating working memory.
     pub fn verify(&self, candidate: &str, stored: &PasswordHash) -> Verification {
-        let Ok(parsed) = argon2::PasswordHash::new(stored.as_phc()) else {
+        self.verify_in(candidate, stored, &mut Vec::new())
+    }
+
+    /// Checks a candidate against a stored hash in the given working memory (grown if the
+    /// stored hash needs more), comparing in constant time. Returns whether it matched and
+    /// whether the stored hash should be upgraded to these parameters ("rehash on login").
+    pub fn verify_in(
+        &self,
+        candidate: &str,
+        stored: &PasswordHash,
+        memory: &mut Vec<Block>,
+    ) -> Verification {
+        let Ok(parsed) = phc::PasswordHash::new(stored.as_phc()) else {
             return Verification::Mismatch;
         };
-        let Ok(hasher) = self.hasher() else {
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
             return Verification::Mismatch;
         };
-        if hasher
-            .verify_password(candidate.as_bytes(), &parsed)
-            .is_err()
+        let (Ok(algorithm), Ok(params)) = (
+            Algorithm::try_from(parsed.algorithm.as_str()),
+            Params::try_from(&parsed),
+        ) else {
+            return Verification::Mismatch;
+        };
+        let Ok(version) = parsed
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .map(Option::unwrap_or_default)
+        else {
+            return Verification::Mismatch;
+        };
+        let mut out = [0u8; 64];
+        let Some(out) = out.get_mut(..expected.len()) else {
+            return Verification::Mismatch;
+        };
+        if compute(
+            Argon2::new(algorithm, version, params.clone()),
+            candidate.as_bytes(),
+            salt,
+            out,
+            memory,
+        )
+        .is_err()
+            || !bool::from(out.ct_eq(expected.as_bytes()))
         {
             return Verification::Mismatch;
         }
-        let current = Params::try_from(&parsed).ok();
-        let up_to_date = parsed.algorithm.as_str() == "argon2id"
-            && current.is_some_and(|p| {
-                p.m_cost() == self.memory_kib
-                    && p.t_cost() == self.iterations
-                    && p.p_cost() == self.parallelism
-            });
+        let up_to_date = algorithm == Algorithm::Argon2id
+            && version == Version::V0x13
+            && params.m_cost() == self.memory_kib
+            && params.t_cost() == self.iterations
+            && params.p_cost() == self.parallelism;
         if up_to_date {
             Verification::Match
         } else {
             Verification::MatchNeedsRehash
         }
     }
+}
+
+/// Runs argon2 in `memory`, growing it first if these parameters need more.
+fn compute(
+    hasher: Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> Result<(), PasswordError> {
+    let needed = hasher.params().block_count();
+    if memory.len() < needed {
+        memory.resize(needed, Block::new());
+    }
+    hasher
+        .hash_password_into_with_memory(password, salt, out, &mut memory[..needed])
+        .map_err(|_| PasswordError::Hashing)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +278,41 @@ mod tests {
             stronger.verify("correct horse battery", &h),
             Verification::MatchNeedsRehash
         );
+    }
+
+    #[test]
+    fn hashes_made_in_reused_memory_verify_with_the_library() {
+        use argon2::password_hash::PasswordVerifier;
+        let params = cheap();
+        let mut memory = Vec::new();
+        let p = Password::new("correct horse battery").unwrap();
+        let ours = params.hash_in(&p, &mut memory).unwrap();
+        let parsed = phc::PasswordHash::new(ours.as_phc()).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
+        // A hash the library made verifies in the same (reused, dirty) memory.
+        use argon2::password_hash::PasswordHasher;
+        let theirs = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"another long secret")
+        .unwrap()
+        .to_string();
+        let theirs = PasswordHash::from_phc(theirs).unwrap();
+        assert_eq!(
+            params.verify_in("another long secret", &theirs, &mut memory),
+            Verification::Match
+        );
+        assert_eq!(
+            params.verify_in("another long secreT", &theirs, &mut memory),
+            Verification::Mismatch
+        );
+        assert_eq!(memory.len(), params.memory_blocks());
     }
 
     #[test]

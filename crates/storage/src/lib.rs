@@ -156,6 +156,13 @@ impl Store {
                         reason: format!("cannot create folder {}: {e}", parent.display()),
                     })?;
                 }
+                private_database_files(path).map_err(|e| StorageError::Unreachable {
+                    target: url.target(),
+                    reason: format!(
+                        "cannot create {} readable only by its owner: {e}",
+                        path.display()
+                    ),
+                })?;
                 let opts = sqlite_options(SqliteConnectOptions::new().filename(path));
                 // The writer first: it creates the file and sets WAL mode for everyone.
                 let write = connect_sqlite(url, opts.clone(), 1).await?;
@@ -172,12 +179,15 @@ impl Store {
                 }
             }
             DatabaseUrl::Postgres(u) => {
-                let opts = PgConnectOptions::from_str(u.as_str()).map_err(|e| {
-                    StorageError::Unreachable {
+                let opts = PgConnectOptions::from_str(u.as_str())
+                    .map_err(|e| StorageError::Unreachable {
                         target: url.target(),
                         reason: format!("invalid PostgreSQL URL: {e}"),
-                    }
-                })?;
+                    })?
+                    // Acknowledge a commit only once it is on disk, whatever the server's
+                    // default: an identity provider must not lose a code or a password
+                    // change it reported done.
+                    .options([("synchronous_commit", "on")]);
                 // One direct attempt first: the pool retries until its timeout and then
                 // reports only "timed out", hiding "connection refused" or a bad password.
                 let probe =
@@ -221,6 +231,35 @@ impl Store {
         }
     }
 
+    /// How commits are made durable, as the database itself reports it (for the start-up
+    /// log and tests): `sqlite journal=wal synchronous=full` or `postgres
+    /// synchronous_commit=on`.
+    pub async fn durability(&self) -> Result<String, StorageError> {
+        Ok(match &self.backend {
+            Backend::Sqlite { write, .. } => {
+                let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(write)
+                    .await?;
+                let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(write)
+                    .await?;
+                let sync = match sync {
+                    0 => "off",
+                    1 => "normal",
+                    2 => "full",
+                    _ => "extra",
+                };
+                format!("sqlite journal={journal} synchronous={sync}")
+            }
+            Backend::Postgres(pool) => {
+                let commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+                    .fetch_one(pool)
+                    .await?;
+                format!("postgres synchronous_commit={commit}")
+            }
+        })
+    }
+
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StorageError> {
         with_pool!(self, pool => {
@@ -242,12 +281,13 @@ impl Store {
 }
 
 fn sqlite_options(opts: SqliteConnectOptions) -> SqliteConnectOptions {
-    // WAL lets readers proceed while one writer writes; NORMAL sync is durable across
-    // process crashes in WAL mode and much faster than FULL; the busy timeout makes
-    // concurrent writers wait for each other instead of failing.
+    // WAL lets readers proceed while one writer writes. FULL syncs the WAL at every commit:
+    // NORMAL survives a process crash but can lose the last commits on power loss, and an
+    // identity provider must not acknowledge a code, token or password change it could
+    // lose. The busy timeout makes concurrent writers wait for each other, not fail.
     opts.create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true)
 }
@@ -263,6 +303,34 @@ async fn connect_sqlite(
         .connect_with(opts)
         .await
         .map_err(|e| StorageError::unreachable(url, &e))
+}
+
+/// Creates the SQLite file mode 0600 if it is missing, and tightens the file and its WAL
+/// companions if an earlier version left them readable by others: they hold password
+/// hashes and sessions. SQLite gives the WAL and shared-memory files the database's mode.
+fn private_database_files(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = std::path::PathBuf::from(file);
+            if let Ok(meta) = std::fs::metadata(&file)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Creates a folder readable only by its owner: it holds the database and keys.

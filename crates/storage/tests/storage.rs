@@ -724,3 +724,39 @@ async fn unwritable_sqlite_location_is_a_clear_error() {
     let msg = Store::connect(&url).await.unwrap_err().to_string();
     assert!(msg.starts_with("cannot reach the database at"), "{msg}");
 }
+
+#[tokio::test]
+async fn commits_are_durable_and_files_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (url, dir) = stackspin_storage::testing::fresh_sqlite_url();
+    let store = Store::connect(&url).await.unwrap();
+    // FULL, not NORMAL: in WAL mode NORMAL can lose the last commits on power loss.
+    assert_eq!(
+        store.durability().await.unwrap(),
+        "sqlite journal=wal synchronous=full"
+    );
+    store.ping().await.unwrap();
+    let db = dir.path().join("test.sqlite");
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    for f in [db.clone(), wal.into()] {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", f.display());
+    }
+    // A database an earlier version left world-readable is tightened at start.
+    store.close().await;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = Store::connect(&url).await.unwrap();
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    store.close().await;
+    if let Ok(pg) = std::env::var(stackspin_storage::testing::POSTGRES_ENV)
+        && !pg.is_empty()
+    {
+        let db = stackspin_storage::testing::TestDb::postgres().await;
+        assert_eq!(
+            db.store.durability().await.unwrap(),
+            "postgres synchronous_commit=on"
+        );
+    }
+}

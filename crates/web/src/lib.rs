@@ -106,7 +106,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub keys: Arc<oidc::keys::KeyRing>,
     pub options: Arc<ProviderOptions>,
-    hashing: Arc<Semaphore>,
+    hashing: Arc<HashPool>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     trusted_proxies: Arc<Vec<stackspin_domain::client_ip::IpNet>>,
     /// Checked instead of a real hash when the address has no account, so both take as long.
@@ -135,52 +135,30 @@ impl AppState {
         candidate: String,
         stored: PasswordHash,
     ) -> Option<Verification> {
-        let permit = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.hashing.clone().acquire_owned(),
-        )
-        .await
-        .ok()?
-        .ok()?;
         let params = self.options.hash_params;
-        let result = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            params.verify(&candidate, &stored)
-        })
-        .await
-        .ok()?;
-        Some(result)
+        self.hashing
+            .run(move |memory| params.verify_in(&candidate, &stored, memory))
+            .await
     }
 
     /// Hashes a new password on the blocking pool, under the same bound as verification.
     pub(crate) async fn hash_password(&self, password: Password) -> Option<PasswordHash> {
-        let permit = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.hashing.clone().acquire_owned(),
-        )
-        .await
-        .ok()?
-        .ok()?;
         let params = self.options.hash_params;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            params.hash(&password)
-        })
-        .await
-        .ok()?
-        .ok()
+        self.hashing
+            .run(move |memory| params.hash_in(&password, memory))
+            .await?
+            .ok()
     }
 
     /// Upgrades a stored hash to the current parameters after a successful login, off the
-    /// request path.
+    /// request path (and under the same bound as every other hash).
     pub(crate) fn rehash_later(&self, user: stackspin_domain::UserId, password: String) {
         let state = self.clone();
         tokio::spawn(async move {
             let Ok(pw) = Password::new(&password) else {
                 return;
             };
-            let params = state.options.hash_params;
-            if let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || params.hash(&pw)).await
+            if let Some(hash) = state.hash_password(pw).await
                 && let Err(e) = state.store.set_password_hash(user, &hash).await
             {
                 tracing::warn!(error = %e, "cannot store upgraded password hash");
@@ -283,6 +261,58 @@ impl AppState {
             }
         }
         Ok(ended)
+    }
+}
+
+/// Where argon2 runs: at most `max_concurrent_hashes` at once, each in a working-memory
+/// buffer taken from here and put back after. The buffers (19 MiB each by default) are
+/// allocated once and reused, so a login storm costs concurrency × 19 MiB and no more:
+/// allocating per hash let the allocator keep hundreds of MiB after a storm, one arena per
+/// blocking thread.
+struct HashPool {
+    permits: Arc<Semaphore>,
+    buffers: std::sync::Mutex<Vec<Vec<stackspin_domain::password::Block>>>,
+}
+
+impl HashPool {
+    fn new(size: usize) -> HashPool {
+        HashPool {
+            permits: Arc::new(Semaphore::new(size.max(1))),
+            buffers: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `job` on the blocking pool with a buffer; `None` after waiting 10 s for a turn.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Vec<stackspin_domain::password::Block>) -> T + Send + 'static,
+    ) -> Option<T> {
+        let permit = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let mut memory = self
+            .buffers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        let (out, memory) = tokio::task::spawn_blocking(move || {
+            let out = job(&mut memory);
+            (out, memory)
+        })
+        .await
+        .ok()?;
+        // Back before the permit is released, so there are never more buffers than permits.
+        self.buffers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(memory);
+        drop(permit);
+        Some(out)
     }
 }
 
@@ -496,7 +526,7 @@ impl Application {
             public_url: public_url.clone(),
             metrics: Arc::new(Metrics::new()),
             keys: Arc::new(keys),
-            hashing: Arc::new(Semaphore::new(options.max_concurrent_hashes.max(1))),
+            hashing: Arc::new(HashPool::new(options.max_concurrent_hashes)),
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
             options: Arc::new(options),
             dummy_hash: Arc::new(dummy_hash),
