@@ -84,6 +84,8 @@ async fn start_stackspin(bin: &str, data: &std::path::Path) -> Result<Server> {
             &format!("127.0.0.1:{port}"),
             "--database-url",
             &db,
+            "--data-dir",
+            &data.display().to_string(),
         ])
         .args(["--admin-email", "admin@example.org", "--log-format", "json"])
         .env("RUST_LOG", "warn")
@@ -114,6 +116,8 @@ async fn start_stackspin(bin: &str, data: &std::path::Path) -> Result<Server> {
             .args([
                 "--database-url",
                 &db,
+                "--data-dir",
+                &data.display().to_string(),
                 "user",
                 "add",
                 &email,
@@ -137,6 +141,8 @@ async fn start_stackspin(bin: &str, data: &std::path::Path) -> Result<Server> {
         .args([
             "--database-url",
             &db,
+            "--data-dir",
+            &data.display().to_string(),
             "app",
             "register",
             "bench",

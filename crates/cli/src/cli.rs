@@ -75,6 +75,9 @@ pub enum Command {
     /// Manage the identity provider's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the platform key that seals secrets in the database.
+    #[command(subcommand)]
+    SecretKey(SecretKeyCommand),
     /// Show audit events (logins, MFA, recovery, invitations, role and client changes),
     /// newest first.
     Audit(AuditArgs),
@@ -104,6 +107,12 @@ pub struct ServeArgs {
     /// served].
     #[arg(long, env = "STACKSPIN_METRICS_LISTEN", value_name = "IP:PORT")]
     pub metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretKeyCommand {
+    /// Replace the platform key and seal every secret again under the new one.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ mod audit;
 mod cli;
 mod credentials;
 mod output;
+mod platform_key;
 mod serve;
 mod settings;
 mod users;
@@ -66,6 +67,9 @@ async fn run(cli: Cli) -> Result<()> {
             create_api_token(&settings, &name, &admin, json).await
         }
         Command::Audit(args) => audit::run(&settings, &args, json).await,
+        Command::SecretKey(cli::SecretKeyCommand::Rotate) => {
+            rotate_secret_key(&settings, json).await
+        }
     }
 }
 
@@ -199,5 +203,42 @@ async fn open_existing_store(settings: &Settings) -> Result<Store> {
             path.display()
         );
     }
-    Ok(Store::connect(&settings.database).await?)
+    let store = Store::connect(&settings.database).await?;
+    // The same key file `serve` uses (created here if an admin command runs first, as an
+    // installer adding people before the first start would).
+    let keys = platform_key::load_or_create(&settings.secret_key_file)?;
+    Ok(store.with_secret_keys(keys))
+}
+
+/// Rotates the platform key: a new key goes first in the key file (the old one still
+/// opens), every secret is resealed under it in one transaction, then the old key leaves
+/// the file. Interrupted anywhere, the file still holds a key for every sealed value.
+async fn rotate_secret_key(settings: &Settings, json: bool) -> Result<()> {
+    let path = &settings.secret_key_file;
+    let store = open_existing_store(settings).await?;
+    let Some(keys) = platform_key::load(path)? else {
+        bail!("no platform key at {}", path.display());
+    };
+    let both = keys.with_new_current();
+    platform_key::replace(path, &both)?;
+    let resealed = store
+        .with_secret_keys(both.clone())
+        .reseal_secrets()
+        .await?;
+    let new = both.current_only();
+    platform_key::replace(path, &new)?;
+    let view = serde_json::json!({
+        "key": new.current_id(),
+        "previous": keys.current_id(),
+        "resealed": resealed,
+    });
+    output::emit(json, &view, || {
+        format!(
+            "New platform key {} (was {}); {resealed} secrets sealed again. Restart every \
+             `serve` replica so it reads the new key.\n",
+            new.current_id(),
+            keys.current_id()
+        )
+    })?;
+    Ok(())
 }

@@ -13,7 +13,15 @@ use stackspin_storage::Store;
 use stackspin_web::Application;
 
 pub async fn run(settings: Settings) -> Result<()> {
-    let store = Store::connect(&settings.database).await?;
+    let keys = crate::platform_key::load_or_create(&settings.secret_key_file)?;
+    let store = Store::connect(&settings.database)
+        .await?
+        .with_secret_keys(keys);
+    // Seals what an earlier version stored in the clear (and anything under an old key).
+    let resealed = store.reseal_secrets().await?;
+    if resealed > 0 {
+        tracing::info!(resealed, "sealed secrets with the platform key");
+    }
     let durability = store.durability().await?;
     tracing::info!(
         backend = store.backend_name(),

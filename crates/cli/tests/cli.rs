@@ -694,3 +694,79 @@ async fn idle_clients_cannot_exhaust_descriptors() {
         .count();
     assert!(floods <= 3, "{floods} lines about descriptors");
 }
+
+/// Secrets are sealed with the platform key (item 8 of the probe): the key file and the
+/// database are readable by their owner only, the setup password, signing keys and queued
+/// invitation links are not in the clear in the database, and a key rotation reseals them
+/// while `admin-credentials` keeps working.
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_and_the_key_rotates() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::sqlite();
+    let server = Server::start(&site, "admin@example.org");
+    site.json(&["user", "add", "alice@example.org", "--name", "Alice"]);
+    server.stop();
+    let key_file = site.dir.path().join("stackspin-data/secret.key");
+    let db = site.dir.path().join("data/stackspin.sqlite");
+    for f in [&key_file, &db] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", f.display());
+    }
+    let creds = site.json(&["admin-credentials"]);
+    let password = creds["password"].as_str().unwrap().to_owned();
+    let raw = |path: &std::path::Path| std::fs::read(path).unwrap_or_default();
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let everything = [raw(&db), raw(std::path::Path::new(&wal))].concat();
+    assert!(
+        !everything
+            .windows(password.len())
+            .any(|w| w == password.as_bytes()),
+        "the setup password is in the database file in the clear"
+    );
+    assert!(
+        !String::from_utf8_lossy(&everything).contains("/reset?token="),
+        "a queued invitation link is in the clear"
+    );
+    let sealed = |query: &str| -> String {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(sys.argv[2]).fetchone()[0])",
+                db.to_str().unwrap(),
+                query,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_line(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert!(sealed("SELECT password FROM setup_credentials").starts_with("$sealed$"));
+    assert!(sealed("SELECT body FROM mail_outbox").starts_with("$sealed$"));
+    assert_eq!(
+        sealed("SELECT substr(private_key, 1, 4) FROM signing_keys LIMIT 1"),
+        "b'SSv1'"
+    );
+
+    let before = std::fs::read_to_string(&key_file).unwrap();
+    let rotated = site.json(&["secret-key", "rotate"]);
+    assert!(rotated["resealed"].as_u64().unwrap() >= 4, "{rotated}");
+    let after = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(before, after);
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        site.json(&["admin-credentials"])["password"],
+        password.as_str()
+    );
+    // The server starts on the rotated key and signs with its (resealed) keys.
+    let server = Server::start(&site, "admin@example.org");
+    let jwks = reqwest::get(server.url("/jwks.json")).await.unwrap();
+    assert_eq!(jwks.status(), 200);
+    server.stop();
+
+    // With another key (the file lost), the secrets stay shut, with a clear error.
+    std::fs::remove_file(&key_file).unwrap();
+    let out = site.run(&["admin-credentials"]);
+    assert_one_line_error(&out, "sealed with a platform key this server does not have");
+}

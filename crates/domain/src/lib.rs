@@ -14,6 +14,7 @@ pub mod password;
 pub mod retry;
 pub mod return_to;
 pub mod role;
+pub mod sealing;
 pub mod secret;
 pub mod settings;
 pub mod user;

@@ -109,6 +109,7 @@ impl Store {
         link: &NewLink,
         mail: &OutgoingMail,
     ) -> Result<User, StorageError> {
+        let sealed_mail = self.sealed_mail(mail)?;
         let now = Utc::now();
         let user = User {
             id: UserId::new_random(),
@@ -122,7 +123,7 @@ impl Store {
         in_tx!(self, tx, _d => {
             insert_user!(&mut *tx, &user);
             set_roles_in_tx!(tx, user.id, roles);
-            insert_link_and_mail!(tx, user.id, link, mail);
+            insert_link_and_mail!(tx, user.id, link, &sealed_mail);
         });
         Ok(user)
     }
@@ -134,8 +135,9 @@ impl Store {
         link: &NewLink,
         mail: &OutgoingMail,
     ) -> Result<(), StorageError> {
+        let sealed_mail = self.sealed_mail(mail)?;
         in_tx!(self, tx, _d => {
-            insert_link_and_mail!(tx, user, link, mail);
+            insert_link_and_mail!(tx, user, link, &sealed_mail);
         });
         Ok(())
     }
@@ -234,6 +236,7 @@ impl Store {
     // ----- mail queue -----
 
     pub async fn queue_mail(&self, mail: &OutgoingMail) -> Result<(), StorageError> {
+        let mail = &self.sealed_mail(mail)?;
         let now = Utc::now();
         with_writer!(self, pool => {
             sqlx::query(
@@ -275,7 +278,12 @@ impl Store {
             }
             due
         });
-        Ok(due)
+        due.into_iter()
+            .map(|mut m| {
+                m.body = self.open_text(&m.body)?;
+                Ok(m)
+            })
+            .collect()
     }
 
     pub async fn mail_sent(&self, id: Uuid) -> Result<(), StorageError> {
@@ -323,9 +331,10 @@ impl Store {
         secret: Option<&str>,
         recovery_code_hashes: &[String],
     ) -> Result<(), StorageError> {
+        let secret = secret.map(|s| self.seal_text(s)).transpose()?;
         in_tx!(self, tx, _d => {
             sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL, updated_at = $2 WHERE id = $3")
-                .bind(secret)
+                .bind(secret.as_deref())
                 .bind(Utc::now())
                 .bind(user.0)
                 .execute(&mut *tx)
@@ -349,13 +358,14 @@ impl Store {
 
     /// The user's TOTP secret, if enrolled.
     pub async fn totp_secret(&self, user: UserId) -> Result<Option<String>, StorageError> {
-        Ok(with_pool!(self, pool => {
+        let stored = with_pool!(self, pool => {
             sqlx::query_scalar::<_, Option<String>>("SELECT totp_secret FROM users WHERE id = $1")
                 .bind(user.0)
                 .fetch_optional(pool)
                 .await?
                 .flatten()
-        }))
+        });
+        stored.map(|s| self.open_text(&s)).transpose()
     }
 
     /// Accepts a TOTP time step once: a step at or before the last accepted one is a replay.

@@ -20,6 +20,10 @@ pub enum StorageError {
     LastAdmin(String),
     #[error("unexpected data in the database: {0}")]
     Corrupt(String),
+    #[error("no platform key: secrets in the database can be neither sealed nor opened")]
+    NoSecretKey,
+    #[error("cannot open a sealed secret: {0}")]
+    Sealed(stackspin_domain::sealing::SealError),
     // Causes are in the messages and not marked as `source`, so that an error chain printed
     // by the binary names each cause once.
     #[error("database migration failed: {0}")]

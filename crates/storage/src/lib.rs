@@ -14,6 +14,7 @@ mod audit;
 mod directory;
 mod error;
 mod oidc;
+mod sealed;
 mod setup;
 mod throttle;
 mod users;
@@ -143,6 +144,8 @@ pub(crate) use lock_admins;
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// The platform keys that seal secrets at rest (see `sealed`).
+    secrets: Option<std::sync::Arc<stackspin_domain::sealing::SecretKeys>>,
 }
 
 impl Store {
@@ -208,7 +211,10 @@ impl Store {
                 Backend::Postgres(pool)
             }
         };
-        let store = Store { backend };
+        let store = Store {
+            backend,
+            secrets: None,
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -294,7 +294,7 @@ impl Store {
     /// Keys still published (not past their expiry), newest first.
     pub async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
         let now = Utc::now();
-        Ok(with_pool!(self, pool => {
+        let keys = with_pool!(self, pool => {
             sqlx::query_as::<_, StoredKey>(
                 "SELECT kid, alg, private_key, created_at, retired_at, expires_at FROM signing_keys \
                  WHERE expires_at IS NULL OR expires_at > $1 ORDER BY created_at DESC, kid",
@@ -302,7 +302,13 @@ impl Store {
             .bind(now)
             .fetch_all(pool)
             .await?
-        }))
+        });
+        keys.into_iter()
+            .map(|mut k| {
+                k.private_key = self.open_bytes(&k.private_key)?;
+                Ok(k)
+            })
+            .collect()
     }
 
     /// Stores a new key for `alg`. With `rotate_until`, every current key of that algorithm
@@ -316,6 +322,7 @@ impl Store {
         private_key: &[u8],
         rotate_until: Option<DateTime<Utc>>,
     ) -> Result<bool, StorageError> {
+        let sealed_key = self.seal_bytes(private_key)?;
         let now = Utc::now();
         let stored = in_tx!(self, tx, d => {
             lock_admins!(tx, d);
@@ -346,7 +353,7 @@ impl Store {
                 )
                 .bind(kid)
                 .bind(alg)
-                .bind(private_key)
+                .bind(&sealed_key)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;

@@ -2,7 +2,8 @@
 //!
 //! As in the seed system, the setup password is kept retrievable (here in the database rather
 //! than a cluster secret) because the operator needs it after `serve` has started unattended.
-//! It is the *setup* credential: changing the admin's password does not update it.
+//! It is the *setup* credential: changing the admin's password does not update it. It is
+//! sealed with the platform key, so the database alone does not give it away.
 
 use chrono::{DateTime, Utc};
 use stackspin_domain::{Email, NewUser, User, UserId};
@@ -37,6 +38,7 @@ impl Store {
         new: &NewUser,
         setup_password: &str,
     ) -> Result<Option<User>, StorageError> {
+        let sealed_password = self.seal_text(setup_password)?;
         let now = Utc::now();
         let user = User {
             id: UserId::new_random(),
@@ -62,7 +64,7 @@ impl Store {
             )
             .bind(user.id.0)
             .bind(user.email.as_str())
-            .bind(setup_password)
+            .bind(&sealed_password)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -86,7 +88,7 @@ impl Store {
                 user_id: UserId(id),
                 email: Email::parse(&email)
                     .map_err(|e| StorageError::Corrupt(format!("setup credentials: {e}")))?,
-                password,
+                password: self.open_text(&password)?,
                 created_at,
             })
         })

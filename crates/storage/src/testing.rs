@@ -20,7 +20,8 @@ impl TestDb {
         let (url, dir) = fresh_sqlite_url();
         let store = Store::connect(&url)
             .await
-            .expect("open SQLite test database");
+            .expect("open SQLite test database")
+            .with_secret_keys(stackspin_domain::sealing::SecretKeys::generate());
         TestDb {
             store,
             url,
@@ -32,7 +33,8 @@ impl TestDb {
         let url = fresh_postgres_url().await;
         let store = Store::connect(&url)
             .await
-            .expect("open PostgreSQL test database");
+            .expect("open PostgreSQL test database")
+            .with_secret_keys(stackspin_domain::sealing::SecretKeys::generate());
         TestDb {
             store,
             url,
