@@ -890,3 +890,73 @@ async fn the_api_manages_the_callers_two_step_verification() {
     let (_, s) = send(Method::GET, "/api/v1/me/mfa", None).await;
     assert_eq!(s["enrolled"], false);
 }
+
+/// What the probe found the API doing against its own document: text/plain rejections,
+/// undocumented 400/415, `per_page=501` clamped, an empty `until=` accepted.
+#[tokio::test]
+async fn bad_requests_get_the_documented_json_errors() {
+    let p = start(fast_options()).await;
+    let token = admin_token(&p).await;
+    let c = reqwest::Client::new();
+    for (path, field) in [
+        ("/api/v1/users?per_page=501", "per_page"),
+        ("/api/v1/users?per_page=0", "per_page"),
+        ("/api/v1/users?page=1000001", "page"),
+        ("/api/v1/access?per_page=501", "per_page"),
+        ("/api/v1/audit?per_page=501", "per_page"),
+        ("/api/v1/audit?until=", "until"),
+    ] {
+        let (status, body) = call(&p, &c, Some(&token), Method::GET, path, None).await;
+        assert_eq!(status, 422, "{path}: {body}");
+        assert!(body["fields"][field].is_string(), "{path}: {body}");
+    }
+    // Beyond u32: the query does not parse; still the JSON error, still documented.
+    let (status, body) = call(
+        &p,
+        &c,
+        Some(&token),
+        Method::GET,
+        "/api/v1/users?page=99999999999999",
+        None,
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (422, Some("invalid")));
+    let send = |ct: Option<&'static str>, body: &'static str| {
+        let mut req = c.post(p.url("/api/v1/apps")).bearer_auth(&token).body(body);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        req.send()
+    };
+    for (ct, body, want) in [
+        (None, "{}", 415),
+        (Some("text/plain"), "{}", 415),
+        (Some("application/json"), "{not json", 400),
+        (Some("application/json"), "{\"name\": 5}", 422),
+    ] {
+        let r = send(ct, body).await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{ct:?} {body}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/json",
+            "{ct:?} {body}"
+        );
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].is_string() && v["message"].is_string(), "{v}");
+    }
+    // And the document says so, for every operation.
+    let doc: Value = serde_json::from_str(stackspin_web::api::OPENAPI).unwrap();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let responses = &op["responses"];
+            assert!(responses.get("400").is_some(), "{method} {path}: no 400");
+            if op.get("requestBody").is_some() {
+                assert!(responses.get("415").is_some(), "{method} {path}: no 415");
+                assert!(responses.get("422").is_some(), "{method} {path}: no 422");
+            }
+        }
+    }
+}

@@ -44,7 +44,7 @@ pub async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<V
 pub async fn create(
     State(state): State<AppState>,
     admin: Admin,
-    Json(input): Json<AppInput>,
+    super::extract::ApiJson(input): super::extract::ApiJson<AppInput>,
 ) -> Result<Response, ApiError> {
     let new = input.validate().map_err(ApiError::invalid)?;
     let secret = (!new.public).then(new_client_secret);
@@ -82,8 +82,8 @@ async fn load(state: &AppState, name: &str) -> Result<App, ApiError> {
 pub async fn update(
     State(state): State<AppState>,
     admin: Admin,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    Json(mut input): Json<AppInput>,
+    super::extract::ApiPath(name): super::extract::ApiPath<String>,
+    super::extract::ApiJson(mut input): super::extract::ApiJson<AppInput>,
 ) -> Result<Json<Value>, ApiError> {
     let app = load(&state, &name).await?;
     input.name = app.name.to_string();
@@ -99,7 +99,7 @@ pub async fn update(
 pub async fn remove(
     State(state): State<AppState>,
     admin: Admin,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    super::extract::ApiPath(name): super::extract::ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let app = load(&state, &name).await?;
     state.store.remove_app(&app.name).await?;
@@ -113,7 +113,7 @@ pub async fn remove(
 pub async fn rotate_secret(
     State(state): State<AppState>,
     admin: Admin,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    super::extract::ApiPath(name): super::extract::ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let app = load(&state, &name).await?;
     if app.is_public() {
@@ -139,7 +139,7 @@ pub async fn rotate_secret(
 pub async fn show(
     State(state): State<AppState>,
     _admin: Admin,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    super::extract::ApiPath(name): super::extract::ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(app_json(&load(&state, &name).await?)))
 }
@@ -153,8 +153,8 @@ pub struct DefaultRoleBody {
 pub async fn set_default_role(
     State(state): State<AppState>,
     admin: Admin,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    Json(b): Json<DefaultRoleBody>,
+    super::extract::ApiPath(name): super::extract::ApiPath<String>,
+    super::extract::ApiJson(b): super::extract::ApiJson<DefaultRoleBody>,
 ) -> Result<Json<Value>, ApiError> {
     let app = load(&state, &name).await?;
     let role: stackspin_domain::Role =

@@ -1,9 +1,6 @@
 //! `/api/v1/audit`: the audit log, filtered by user, app, kind and time.
 
-use axum::{
-    Json,
-    extract::{Query, State},
-};
+use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,28 +20,28 @@ pub struct AuditQuery {
     per_page: Option<u32>,
 }
 
+/// An optional time: absent is no bound, but present must be a time (an empty `until=` is
+/// not "no bound", it is a mistake worth naming).
 fn time(field: &'static str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    v.filter(|v| !v.is_empty())
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    ApiError::invalid(vec![(
-                        field,
-                        "use an RFC 3339 time such as 2026-11-21T00:00:00Z".into(),
-                    )])
-                })
-        })
-        .transpose()
+    v.map(|v| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                ApiError::invalid(vec![(
+                    field,
+                    "use an RFC 3339 time such as 2026-11-21T00:00:00Z".into(),
+                )])
+            })
+    })
+    .transpose()
 }
 
 pub async fn list(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(q): Query<AuditQuery>,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let per_page = q.per_page.unwrap_or(50).clamp(1, 500);
-    let page = q.page.unwrap_or(1).max(1);
+    let (page, per_page) = super::extract::paging(q.page, q.per_page)?;
     let events = state
         .store
         .audit_events(&AuditFilter {

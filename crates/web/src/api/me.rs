@@ -1,11 +1,7 @@
 //! `/api/v1/me` and `/api/v1/settings`: the caller's own account and sessions, and platform
 //! settings.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -46,7 +42,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
 pub async fn end_session(
     State(state): State<AppState>,
     caller: Caller,
-    Path(sid): Path<String>,
+    super::extract::ApiPath(sid): super::extract::ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let mine = state
         .store
@@ -87,7 +83,7 @@ pub struct SettingsBody {
 pub async fn update_settings(
     State(state): State<AppState>,
     admin: Admin,
-    Json(b): Json<SettingsBody>,
+    super::extract::ApiJson(b): super::extract::ApiJson<SettingsBody>,
 ) -> Result<Json<Value>, ApiError> {
     if !["none", "admins", "everyone"].contains(&b.mfa_required.as_str()) {
         return Err(ApiError::invalid(vec![(
@@ -119,7 +115,7 @@ pub async fn change_password(
     State(state): State<AppState>,
     crate::client::ClientIp(client): crate::client::ClientIp,
     caller: Caller,
-    Json(b): Json<PasswordBody>,
+    super::extract::ApiJson(b): super::extract::ApiJson<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
     let changed = state
         .change_password(
@@ -169,7 +165,7 @@ pub struct EndSessionsQuery {
 pub async fn end_sessions(
     State(state): State<AppState>,
     caller: Caller,
-    axum::extract::Query(q): axum::extract::Query<EndSessionsQuery>,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<EndSessionsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let keep = if q.keep_current {
         caller.sid.as_deref()
@@ -189,7 +185,7 @@ pub struct TestMailBody {
 pub async fn send_test_mail(
     State(state): State<AppState>,
     admin: Admin,
-    Json(b): Json<TestMailBody>,
+    super::extract::ApiJson(b): super::extract::ApiJson<TestMailBody>,
 ) -> Result<Json<Value>, ApiError> {
     let to = stackspin_domain::Email::parse(&b.to)
         .map_err(|e| ApiError::invalid(vec![("to", e.to_string())]))?;

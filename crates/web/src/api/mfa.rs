@@ -51,7 +51,7 @@ pub struct EnrolBody {
 pub async fn enrol(
     State(state): State<AppState>,
     caller: Caller,
-    Json(b): Json<EnrolBody>,
+    super::extract::ApiJson(b): super::extract::ApiJson<EnrolBody>,
 ) -> Result<Json<Value>, ApiError> {
     if state.store.totp_secret(caller.user.id).await?.is_some() {
         return Err(ApiError::new(
@@ -98,7 +98,7 @@ async fn proven(state: &AppState, caller: &Caller, code: &str) -> Result<(), Api
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    Json(b): Json<CodeBody>,
+    super::extract::ApiJson(b): super::extract::ApiJson<CodeBody>,
 ) -> Result<StatusCode, ApiError> {
     if mfa::required_for(&state, &caller.user).await? {
         return Err(ApiError::new(
@@ -117,7 +117,7 @@ pub async fn remove(
 pub async fn new_recovery_codes(
     State(state): State<AppState>,
     caller: Caller,
-    Json(b): Json<CodeBody>,
+    super::extract::ApiJson(b): super::extract::ApiJson<CodeBody>,
 ) -> Result<Json<Value>, ApiError> {
     proven(&state, &caller, &b.code).await?;
     let (codes, hashes) = mfa::new_recovery_codes();

@@ -8,6 +8,7 @@
 
 mod apps;
 mod audit;
+mod extract;
 mod me;
 mod mfa;
 mod users;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -55,7 +55,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(q): Query<ListQuery>,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let sort = match q.sort.as_deref() {
         None | Some("email") => UserSort::Email,
@@ -78,8 +78,7 @@ pub async fn list(
             )]));
         }
     };
-    let page = q.page.unwrap_or(1).max(1);
-    let per_page = q.per_page.unwrap_or(50).clamp(1, 500);
+    let (page, per_page) = super::extract::paging(q.page, q.per_page)?;
     let result = state
         .store
         .user_page(&UserPageRequest {
@@ -124,7 +123,7 @@ fn parse_roles(raw: &BTreeMap<String, String>) -> Result<Vec<(AppName, Role)>, S
 pub async fn create(
     State(state): State<AppState>,
     admin: Admin,
-    Json(b): Json<CreateBody>,
+    super::extract::ApiJson(b): super::extract::ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let mut errors = vec![];
     let email = match Email::parse(b.email.as_deref().unwrap_or_default()) {
@@ -215,7 +214,7 @@ async fn load(state: &AppState, id: &str) -> Result<User, ApiError> {
 pub async fn show(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<String>,
+    super::extract::ApiPath(id): super::extract::ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = load(&state, &id).await?;
     let roles = state.store.roles_of(user.id).await?;
@@ -233,9 +232,9 @@ pub struct PatchBody {
 pub async fn update(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    super::extract::ApiPath(id): super::extract::ApiPath<String>,
     headers: HeaderMap,
-    Json(b): Json<PatchBody>,
+    super::extract::ApiJson(b): super::extract::ApiJson<PatchBody>,
 ) -> Result<Json<Value>, ApiError> {
     let user = load(&state, &id).await?;
     // The version the editor saw: from If-Match or the body. Without it we cannot tell
@@ -305,7 +304,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    super::extract::ApiPath(id): super::extract::ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let user = load(&state, &id).await?;
     let deleted = state.store.delete_user(&user.email).await?;
@@ -326,8 +325,8 @@ pub struct RoleBody {
 pub async fn set_role(
     State(state): State<AppState>,
     admin: Admin,
-    Path((id, app)): Path<(String, String)>,
-    Json(b): Json<RoleBody>,
+    super::extract::ApiPath((id, app)): super::extract::ApiPath<(String, String)>,
+    super::extract::ApiJson(b): super::extract::ApiJson<RoleBody>,
 ) -> Result<Json<Value>, ApiError> {
     let user = load(&state, &id).await?;
     let app = AppName::parse(&app)
@@ -365,7 +364,7 @@ pub struct BatchBody {
 pub async fn batch(
     State(state): State<AppState>,
     admin: Admin,
-    Json(b): Json<BatchBody>,
+    super::extract::ApiJson(b): super::extract::ApiJson<BatchBody>,
 ) -> Result<Json<Value>, ApiError> {
     if b.ids.is_empty() {
         return Err(ApiError::invalid(vec![(
@@ -462,10 +461,9 @@ pub struct AccessQuery {
 pub async fn access(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(q): Query<AccessQuery>,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<AccessQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = q.page.unwrap_or(1).max(1);
-    let per_page = q.per_page.unwrap_or(50).clamp(1, 500);
+    let (page, per_page) = super::extract::paging(q.page, q.per_page)?;
     let users = state
         .store
         .user_page(&UserPageRequest {
