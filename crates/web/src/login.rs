@@ -41,6 +41,21 @@ pub(crate) fn return_target(to: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Records a refused sign-in under the address typed (and the account, if there is one).
+async fn audit_refusal(
+    state: &AppState,
+    kind: &str,
+    user: Option<&stackspin_domain::User>,
+    typed: &str,
+    ip: &str,
+) {
+    let mut e = AuditEvent::new(kind);
+    e.user_id = user.map(|u| u.id.0);
+    e.user_email = Some(typed.chars().take(254).collect());
+    e.ip = Some(ip.to_owned());
+    state.audit(e).await;
+}
+
 pub async fn form(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -105,11 +120,7 @@ pub async fn submit(
     match throttle::attempt(&state.store, &limits).await {
         Ok(true) => {}
         Ok(false) => {
-            let mut e = AuditEvent::new("login.throttled");
-            e.user_id = user.as_ref().map(|u| u.id.0);
-            e.user_email = Some(typed.chars().take(254).collect());
-            e.ip = Some(ip.clone());
-            state.audit(e).await;
+            audit_refusal(&state, "login.throttled", user.as_ref(), &typed, &ip).await;
             return retry(
                 jar,
                 StatusCode::TOO_MANY_REQUESTS,
@@ -140,11 +151,7 @@ pub async fn submit(
             u
         }
         (user, _) => {
-            let mut e = AuditEvent::new("login.failure");
-            e.user_id = user.as_ref().map(|u| u.id.0);
-            e.user_email = Some(typed.chars().take(254).collect());
-            e.ip = Some(ip.clone());
-            state.audit(e).await;
+            audit_refusal(&state, "login.failure", user.as_ref(), &typed, &ip).await;
             return retry(
                 jar,
                 StatusCode::UNAUTHORIZED,
