@@ -1,5 +1,7 @@
-// Builds Flux's source-controller (v1.9.3: v1.9.4 and later need github.com/fluxcd/pkg/artifact v0.18.2+, which the module proxy here refuses). Its own go.mod pins a
-// go-digest commit with BLAKE3 through a replace, which a dependent module must repeat.
+// Builds Flux's source-controller. Flux v2.9.5 ships v1.9.5, but v1.9.4 and later need
+// github.com/fluxcd/pkg/artifact v0.18.2 or newer, which the module proxy here refuses, so this
+// is v1.9.3 (same API, v1). Its own go.mod pins a go-digest commit with BLAKE3 through a
+// replace, which a dependent module must repeat.
 module stackspin.test/testbed/source-controller
 
 go 1.26.0
