@@ -541,6 +541,9 @@ async fn main() -> Result<()> {
     let storm_rss = sampler.await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (after_rss, _) = rss_kib(ours.child.id());
+    // Idle blocking threads end after 10 s, and an allocator may hold freed memory until then.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (settled_rss, _) = rss_kib(ours.child.id());
     let verify = tokio::task::spawn_blocking(move || argon2_verify_rate(seconds.min(5))).await??;
     println!(
         "\npassword logins (GET /login + POST /login), {login_concurrency} workers, {seconds} s\n"
@@ -554,10 +557,11 @@ async fn main() -> Result<()> {
     println!("| argon2id verifies (19 MiB, t=2, p=1), all cores, in-process | {verify:.1} | | | |");
     println!("\nlogins / verify ceiling: {:.2}", logins.per_sec / verify);
     println!(
-        "stackspin RSS: before the storm {:.1} MiB, highest during it {:.1} MiB, 2 s after {:.1} MiB",
+        "stackspin RSS: before the storm {:.1} MiB, highest during it {:.1} MiB, 2 s after {:.1} MiB, 13 s after {:.1} MiB",
         idle_rss as f64 / 1024.0,
         storm_rss as f64 / 1024.0,
-        after_rss as f64 / 1024.0
+        after_rss as f64 / 1024.0,
+        settled_rss as f64 / 1024.0
     );
     drop(ours);
     drop(reference);

@@ -22,6 +22,11 @@ use stackspin_storage::Store;
 
 use cli::{Cli, Command};
 
+// mimalloc gives freed memory back to the system within milliseconds; glibc's malloc kept the
+// arenas a burst of requests and argon2 buffers had grown, so RSS after load stayed at its peak.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One TLS provider for the whole process (aws-lc-rs); failing means one was installed

@@ -265,12 +265,13 @@ impl AppState {
 }
 
 /// Where argon2 runs: at most `max_concurrent_hashes` at once, each in a working-memory
-/// buffer taken from here and put back after. The buffers (19 MiB each by default) are
-/// allocated once and reused, so a login storm costs concurrency × 19 MiB and no more:
-/// allocating per hash let the allocator keep hundreds of MiB after a storm, one arena per
-/// blocking thread.
+/// buffer taken from here and put back after. The buffers (19 MiB each by default) are reused
+/// while hashes follow each other, so a login storm costs concurrency × 19 MiB and no more
+/// (allocating per hash let the allocator keep hundreds of MiB, one arena per blocking
+/// thread), and freed when the last one finishes, so RSS returns to idle after it.
 struct HashPool {
     permits: Arc<Semaphore>,
+    size: usize,
     buffers: std::sync::Mutex<Vec<Vec<stackspin_domain::password::Block>>>,
 }
 
@@ -278,6 +279,7 @@ impl HashPool {
     fn new(size: usize) -> HashPool {
         HashPool {
             permits: Arc::new(Semaphore::new(size.max(1))),
+            size: size.max(1),
             buffers: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -307,10 +309,19 @@ impl HashPool {
         .await
         .ok()?;
         // Back before the permit is released, so there are never more buffers than permits.
-        self.buffers
+        // When no other hash is running, the pool is emptied instead: a storm reuses its
+        // buffers, and once it is over the memory goes back to the system.
+        let mut buffers = self
+            .buffers
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(memory);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.permits.available_permits() + 1 == self.size {
+            buffers.clear();
+            drop(memory);
+        } else {
+            buffers.push(memory);
+        }
+        drop(buffers);
         drop(permit);
         Some(out)
     }
