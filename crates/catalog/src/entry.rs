@@ -167,6 +167,9 @@ pub struct Entry {
     pub depends_on: Vec<String>,
     /// The entry this one is installed with (Onlyoffice with Nextcloud); never chosen alone.
     pub part_of: Option<String>,
+    /// The values path of the app's Ingress annotations, where the platform adds the IP
+    /// allow-list middleware; `None` when the entry has no Ingress.
+    pub ingress_annotations: Option<String>,
     pub chart: Chart,
     pub oidc: Option<Oidc>,
     pub secrets: Vec<GeneratedSecret>,
@@ -197,6 +200,7 @@ struct RawEntry {
     #[serde(default)]
     depends_on: Vec<String>,
     part_of: Option<String>,
+    ingress_annotations: Option<String>,
     chart: RawChart,
     oidc: Option<RawOidc>,
     #[serde(default)]
@@ -529,6 +533,22 @@ pub(crate) fn load(
         });
     }
 
+    let ingress_annotations = match raw.ingress_annotations {
+        Some(path) => {
+            if values.get(&path).is_none_or(|v| !v.is_object()) {
+                return Err(bad(
+                    "ingress_annotations",
+                    format!("{path:?} is not a map in values.yaml"),
+                ));
+            }
+            Some(path)
+        }
+        None => values
+            .get("ingress.annotations")
+            .filter(|v| v.is_object())
+            .map(|_| "ingress.annotations".to_string()),
+    };
+
     let mut volumes = Vec::new();
     for v in raw.volumes {
         if let Some(path) = &v.labels_path {
@@ -573,6 +593,7 @@ pub(crate) fn load(
         note: raw.note,
         depends_on: raw.depends_on,
         part_of: raw.part_of,
+        ingress_annotations,
         chart: Chart {
             source,
             version,

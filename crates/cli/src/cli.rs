@@ -81,11 +81,40 @@ pub enum Command {
     /// Show audit events (logins, MFA, recovery, invitations, role and client changes),
     /// newest first.
     Audit(AuditArgs),
+    /// Write the cluster's desired state (namespaces, Flux sources and HelmReleases, their
+    /// values, ClusterIssuers) as a kustomize tree. With the global --config, FILE is the
+    /// cluster configuration (cluster.toml: domain, ip_address, admin_email, outgoing_mail_*,
+    /// apps, ...); flags win over it. Needs no cluster and no database.
+    Manifests(ManifestsArgs),
     /// Require two-step verification: for nobody (none), admins, or everyone.
     RequireMfa {
         /// none, admins or everyone
         policy: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestsArgs {
+    /// The cluster's domain; apps get subdomains of it (files.DOMAIN, chat.DOMAIN, ...).
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// The cluster's public IP address.
+    #[arg(long, value_name = "IP")]
+    pub ip_address: Option<String>,
+    /// The admin's e-mail address (also Let's Encrypt's contact).
+    #[arg(long, value_name = "EMAIL")]
+    pub admin_email: Option<String>,
+    /// Apps to install, comma-separated (see the catalog: nextcloud, zulip, wekan, wordpress,
+    /// hedgedoc, monitoring).
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+    pub apps: Option<Vec<String>>,
+    /// The generated secrets, created once and only ever added to (mode 0600).
+    #[arg(long, value_name = "FILE", default_value = "stackspin-secrets.toml")]
+    pub secrets: PathBuf,
+    /// The folder to write the tree to (DIR/kustomization.yaml; ClusterIssuers in
+    /// DIR/issuers/). A tree written before is replaced whole.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

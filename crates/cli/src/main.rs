@@ -7,6 +7,7 @@ mod apps;
 mod audit;
 mod cli;
 mod credentials;
+mod manifests;
 mod output;
 mod platform_key;
 mod serve;
@@ -54,6 +55,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // Needs neither the control plane's settings nor its database: `--config` names the
+    // cluster configuration here.
+    if let Command::Manifests(args) = &cli.command {
+        return manifests::run(cli.global.config.as_deref(), args, cli.global.json);
+    }
     let serve_args = match &cli.command {
         Command::Serve(args) => Some(args),
         _ => None,
@@ -75,6 +81,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::SecretKey(cli::SecretKeyCommand::Rotate) => {
             rotate_secret_key(&settings, json).await
         }
+        // Returned from above, before the settings; kept here so the match stays exhaustive.
+        Command::Manifests(args) => manifests::run(cli.global.config.as_deref(), &args, json),
     }
 }
 

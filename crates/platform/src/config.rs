@@ -1,0 +1,486 @@
+//! The cluster configuration: the seed's `.flux.env` settings (as top-level keys of
+//! `cluster.toml`), plus the apps to install and the maintenance window.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use crate::PlatformError;
+use crate::window::Window;
+
+/// Outgoing mail for the apps and the control plane (`outgoing_mail_*`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub from_address: String,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_user: Option<String>,
+    pub smtp_password: Option<String>,
+    /// `starttls`, `tls` or `none`.
+    pub security: String,
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mail")
+            .field("from_address", &self.from_address)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_user", &self.smtp_user)
+            .field(
+                "smtp_password",
+                &self.smtp_password.as_ref().map(|_| "[redacted]"),
+            )
+            .field("security", &self.security)
+            .finish()
+    }
+}
+
+/// Where backups go (`backup_s3_*`); used by the backup issue's Velero entry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackupS3 {
+    pub url: String,
+    pub bucket: String,
+    pub region: String,
+    pub prefix: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for BackupS3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupS3")
+            .field("url", &self.url)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Which Let's Encrypt the cluster's certificates come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Acme {
+    Production,
+    Staging,
+}
+
+impl Acme {
+    pub fn issuer_name(self) -> &'static str {
+        match self {
+            Acme::Production => "letsencrypt-production",
+            Acme::Staging => "letsencrypt-staging",
+        }
+    }
+}
+
+/// One app the cluster should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppChoice {
+    pub name: String,
+    /// Overrides the catalog's default subdomain; `Some("")` puts the app on the bare domain
+    /// (only for entries that allow it, as WordPress in the seed).
+    pub subdomain: Option<String>,
+    /// The chart version to run; `None` is the catalog's. The operator moves it forward inside
+    /// the maintenance window.
+    pub version: Option<semver::Version>,
+    /// Addresses allowed to reach the app (the seed's ingress allow-list); empty is everyone.
+    pub allow_list: Vec<String>,
+}
+
+impl AppChoice {
+    pub fn new(name: &str) -> Self {
+        AppChoice {
+            name: name.to_string(),
+            subdomain: None,
+            version: None,
+            allow_list: Vec::new(),
+        }
+    }
+}
+
+/// A whole cluster's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub domain: String,
+    pub ip_address: IpAddr,
+    pub admin_email: String,
+    pub mail: Option<Mail>,
+    pub backup_s3: Option<BackupS3>,
+    pub acme: Acme,
+    pub maintenance_window: Window,
+    /// IANA time zone of the window (`Europe/Amsterdam`), as given; the operator resolves it.
+    pub time_zone: String,
+    pub apps: Vec<AppChoice>,
+}
+
+/// `cluster.toml` as written: the seed's names, every key optional so flags can fill gaps.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClusterConfig {
+    pub domain: Option<String>,
+    pub ip_address: Option<String>,
+    pub admin_email: Option<String>,
+    pub outgoing_mail_enabled: Option<bool>,
+    pub outgoing_mail_from_address: Option<String>,
+    pub outgoing_mail_smtp_host: Option<String>,
+    pub outgoing_mail_smtp_port: Option<u16>,
+    pub outgoing_mail_smtp_user: Option<String>,
+    pub outgoing_mail_smtp_password: Option<String>,
+    pub outgoing_mail_smtp_security: Option<String>,
+    pub backup_s3_url: Option<String>,
+    pub backup_s3_bucket: Option<String>,
+    pub backup_s3_region: Option<String>,
+    pub backup_s3_prefix: Option<String>,
+    pub backup_s3_aws_access_key_id: Option<String>,
+    pub backup_s3_aws_secret_access_key: Option<String>,
+    pub acme: Option<Acme>,
+    pub maintenance_window: Option<String>,
+    pub time_zone: Option<String>,
+    pub apps: Option<Vec<String>>,
+    #[serde(default)]
+    pub app: BTreeMap<String, RawAppChoice>,
+}
+
+/// `[app.<name>]` tables: per-app choices.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAppChoice {
+    pub subdomain: Option<String>,
+    pub version: Option<String>,
+    #[serde(default)]
+    pub allow_list: Vec<String>,
+}
+
+impl RawClusterConfig {
+    pub fn from_toml(text: &str) -> Result<Self, PlatformError> {
+        toml::from_str(text)
+            .map_err(|e| PlatformError::Config(format!("cluster.toml: {}", one_line(e.message()))))
+    }
+
+    /// Checks everything and builds the configuration. Each problem is one line naming the
+    /// setting.
+    pub fn resolve(self) -> Result<ClusterConfig, PlatformError> {
+        let bad = |key: &str, message: String| PlatformError::Config(format!("{key}: {message}"));
+        let domain = self
+            .domain
+            .ok_or_else(|| bad("domain", "is required".into()))?
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        check_domain(&domain).map_err(|m| bad("domain", m))?;
+        let ip_address: IpAddr = self
+            .ip_address
+            .ok_or_else(|| bad("ip_address", "is required".into()))?
+            .parse()
+            .map_err(|_| bad("ip_address", "is not an IP address".into()))?;
+        let admin_email = self
+            .admin_email
+            .ok_or_else(|| bad("admin_email", "is required".into()))?;
+        check_email(&admin_email).map_err(|m| bad("admin_email", m))?;
+
+        let mail_on = self.outgoing_mail_enabled.unwrap_or(false);
+        let mail = if mail_on {
+            let from_address = self.outgoing_mail_from_address.ok_or_else(|| {
+                bad(
+                    "outgoing_mail_from_address",
+                    "is required when outgoing mail is enabled".into(),
+                )
+            })?;
+            check_email(&from_address).map_err(|m| bad("outgoing_mail_from_address", m))?;
+            let smtp_host = self.outgoing_mail_smtp_host.ok_or_else(|| {
+                bad(
+                    "outgoing_mail_smtp_host",
+                    "is required when outgoing mail is enabled".into(),
+                )
+            })?;
+            if smtp_host.is_empty() || smtp_host.contains(|c: char| c.is_whitespace() || c == '/') {
+                return Err(bad("outgoing_mail_smtp_host", "is not a host name".into()));
+            }
+            let security = self
+                .outgoing_mail_smtp_security
+                .unwrap_or_else(|| "starttls".into());
+            let default_port = match security.as_str() {
+                "starttls" => 587,
+                "tls" => 465,
+                "none" => 25,
+                other => {
+                    return Err(bad(
+                        "outgoing_mail_smtp_security",
+                        format!("is {other:?}; expected starttls, tls or none"),
+                    ));
+                }
+            };
+            Some(Mail {
+                from_address,
+                smtp_host,
+                smtp_port: self.outgoing_mail_smtp_port.unwrap_or(default_port),
+                smtp_user: self.outgoing_mail_smtp_user.filter(|u| !u.is_empty()),
+                smtp_password: self.outgoing_mail_smtp_password.filter(|p| !p.is_empty()),
+                security,
+            })
+        } else {
+            None
+        };
+
+        let backup_s3 = match (
+            self.backup_s3_url,
+            self.backup_s3_bucket,
+            self.backup_s3_aws_access_key_id,
+            self.backup_s3_aws_secret_access_key,
+        ) {
+            (None, None, None, None) => None,
+            (Some(url), Some(bucket), Some(access_key_id), Some(secret_access_key)) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(bad("backup_s3_url", "must be an http(s):// address".into()));
+                }
+                Some(BackupS3 {
+                    url,
+                    bucket,
+                    region: self.backup_s3_region.unwrap_or_else(|| "us-east-1".into()),
+                    prefix: self.backup_s3_prefix.unwrap_or_default(),
+                    access_key_id,
+                    secret_access_key,
+                })
+            }
+            _ => {
+                return Err(bad(
+                    "backup_s3_*",
+                    "backups need backup_s3_url, backup_s3_bucket, backup_s3_aws_access_key_id and backup_s3_aws_secret_access_key together".into(),
+                ));
+            }
+        };
+
+        let maintenance_window = match self.maintenance_window {
+            None => Window::default(),
+            Some(w) => w.parse().map_err(|m| bad("maintenance_window", m))?,
+        };
+        let time_zone = self.time_zone.unwrap_or_else(|| "UTC".into());
+        if time_zone.is_empty() || time_zone.contains(char::is_whitespace) {
+            return Err(bad(
+                "time_zone",
+                "is not a time zone name (Europe/Amsterdam)".into(),
+            ));
+        }
+
+        let mut apps = Vec::new();
+        let mut tables = self.app;
+        for name in self.apps.unwrap_or_default() {
+            if apps.iter().any(|a: &AppChoice| a.name == name) {
+                return Err(bad("apps", format!("{name:?} is listed twice")));
+            }
+            let raw = tables.remove(&name).unwrap_or_default();
+            let version = match raw.version {
+                None => None,
+                Some(v) => Some(semver::Version::parse(v.trim_start_matches('v')).map_err(
+                    |e| {
+                        bad(
+                            &format!("app.{name}.version"),
+                            format!("is not a version: {e}"),
+                        )
+                    },
+                )?),
+            };
+            if let Some(sub) = &raw.subdomain
+                && !sub.is_empty()
+                && !is_dns_label(sub)
+            {
+                return Err(bad(
+                    &format!("app.{name}.subdomain"),
+                    "must be a DNS label (a-z, 0-9, -)".into(),
+                ));
+            }
+            for range in &raw.allow_list {
+                check_cidr(range).map_err(|m| bad(&format!("app.{name}.allow_list"), m))?;
+            }
+            apps.push(AppChoice {
+                name,
+                subdomain: raw.subdomain,
+                version,
+                allow_list: raw.allow_list,
+            });
+        }
+        if let Some(name) = tables.keys().next() {
+            return Err(bad(
+                &format!("app.{name}"),
+                "has settings but is not in apps".into(),
+            ));
+        }
+
+        Ok(ClusterConfig {
+            domain,
+            ip_address,
+            admin_email,
+            mail,
+            backup_s3,
+            acme: self.acme.unwrap_or(Acme::Production),
+            maintenance_window,
+            time_zone,
+            apps,
+        })
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub(crate) fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn check_domain(d: &str) -> Result<(), String> {
+    let labels: Vec<&str> = d.split('.').collect();
+    if labels.len() < 2 || d.len() > 253 || !labels.iter().all(|l| is_dns_label(l)) {
+        return Err(format!("{d:?} is not a domain name (example.org)"));
+    }
+    Ok(())
+}
+
+fn check_email(e: &str) -> Result<(), String> {
+    match e.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && !e.contains(|c: char| {
+                    c.is_whitespace() || c.is_control() || "'\"$\\<>".contains(c)
+                }) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("{e:?} is not an email address")),
+    }
+}
+
+fn check_cidr(s: &str) -> Result<(), String> {
+    let (addr, bits) = s.split_once('/').unwrap_or((s, ""));
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{s:?} is not an address or CIDR range"))?;
+    if !bits.is_empty() {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        match bits.parse::<u8>() {
+            Ok(b) if b <= max => {}
+            _ => return Err(format!("{s:?} has a bad prefix length")),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RawClusterConfig {
+        RawClusterConfig {
+            domain: Some("Example.org".into()),
+            ip_address: Some("192.0.2.10".into()),
+            admin_email: Some("admin@example.org".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_seeds_names_are_read() {
+        let raw = RawClusterConfig::from_toml(
+            r#"
+domain = "example.org"
+ip_address = "192.0.2.10"
+admin_email = "admin@example.org"
+outgoing_mail_enabled = true
+outgoing_mail_from_address = "noreply@example.org"
+outgoing_mail_smtp_host = "smtp.example.org"
+outgoing_mail_smtp_user = "noreply@example.org"
+outgoing_mail_smtp_password = "pw"
+maintenance_window = "01:30-03:00"
+time_zone = "Europe/Amsterdam"
+apps = ["nextcloud", "wordpress"]
+[app.wordpress]
+subdomain = ""
+allow_list = ["198.51.100.0/24"]
+"#,
+        )
+        .expect("parses");
+        let c = raw.resolve().expect("valid");
+        let mail = c.mail.expect("mail on");
+        assert_eq!(mail.smtp_port, 587);
+        assert_eq!(c.maintenance_window.to_string(), "01:30-03:00");
+        assert_eq!(c.apps[1].subdomain.as_deref(), Some(""));
+        assert!(!format!("{mail:?}").contains("pw"));
+    }
+
+    #[test]
+    fn problems_name_the_setting() {
+        let cases: Vec<(RawClusterConfig, &str)> = vec![
+            (
+                RawClusterConfig {
+                    domain: None,
+                    ..base()
+                },
+                "domain: is required",
+            ),
+            (
+                RawClusterConfig {
+                    domain: Some("localhost".into()),
+                    ..base()
+                },
+                "domain:",
+            ),
+            (
+                RawClusterConfig {
+                    ip_address: Some("1.2.3".into()),
+                    ..base()
+                },
+                "ip_address:",
+            ),
+            (
+                RawClusterConfig {
+                    admin_email: Some("nope".into()),
+                    ..base()
+                },
+                "admin_email:",
+            ),
+            (
+                RawClusterConfig {
+                    outgoing_mail_enabled: Some(true),
+                    ..base()
+                },
+                "outgoing_mail_from_address:",
+            ),
+            (
+                RawClusterConfig {
+                    maintenance_window: Some("25:00-01:00".into()),
+                    ..base()
+                },
+                "maintenance_window:",
+            ),
+            (
+                RawClusterConfig {
+                    backup_s3_url: Some("https://s3".into()),
+                    ..base()
+                },
+                "backup_s3_*:",
+            ),
+            (
+                RawClusterConfig {
+                    apps: Some(vec!["a".into(), "a".into()]),
+                    ..base()
+                },
+                "listed twice",
+            ),
+        ];
+        for (raw, expected) in cases {
+            let err = raw.resolve().expect_err(expected).to_string();
+            assert!(err.contains(expected), "{expected:?} in {err:?}");
+        }
+        assert!(RawClusterConfig::from_toml("surprise = 1").is_err());
+    }
+}

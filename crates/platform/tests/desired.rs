@@ -1,0 +1,261 @@
+//! The desired state for a full cluster: a reviewed snapshot of the whole tree, and the
+//! invariants every object must keep.
+
+use std::path::Path;
+
+use stackspin_catalog::Catalog;
+use stackspin_platform::manifests;
+use stackspin_platform::{GeneratedSecrets, Object, RawClusterConfig, Tuning, desired_state};
+
+const CLUSTER: &str = r#"
+domain = "example.org"
+ip_address = "192.0.2.10"
+admin_email = "admin@example.org"
+outgoing_mail_enabled = true
+outgoing_mail_from_address = "noreply@example.org"
+outgoing_mail_smtp_host = "smtp.example.org"
+outgoing_mail_smtp_user = "noreply@example.org"
+outgoing_mail_smtp_password = "fixture-mail-password"
+apps = ["nextcloud", "zulip", "wekan", "wordpress", "hedgedoc", "monitoring"]
+[app.wordpress]
+subdomain = ""
+allow_list = ["198.51.100.0/24", "2001:db8::/32"]
+"#;
+
+fn catalog() -> &'static Catalog {
+    Catalog::builtin().expect("the catalog loads")
+}
+
+/// Deterministic "random" secrets, each telling where it came from.
+fn fixture_secrets(entries: &[&str]) -> GeneratedSecrets {
+    let mut secrets = GeneratedSecrets::default();
+    let mut n = 0;
+    secrets
+        .ensure(catalog(), entries, |len| {
+            n += 1;
+            format!("fixture{n:03}{}", "x".repeat(len))[..len].to_string()
+        })
+        .expect("generated");
+    secrets
+}
+
+fn all_entries(config: &stackspin_platform::ClusterConfig) -> Vec<String> {
+    stackspin_platform::placements(catalog(), config)
+        .expect("placed")
+        .iter()
+        .map(|p| p.entry.name.clone())
+        .collect()
+}
+
+fn state() -> (Vec<Object>, GeneratedSecrets) {
+    let config = RawClusterConfig::from_toml(CLUSTER)
+        .expect("parses")
+        .resolve()
+        .expect("valid");
+    let names = all_entries(&config);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let secrets = fixture_secrets(&refs);
+    let objects = desired_state(catalog(), &config, &secrets, &Tuning::default()).expect("renders");
+    (objects, secrets)
+}
+
+#[test]
+fn the_tree_matches_its_snapshot() {
+    let (objects, _) = state();
+    let files = manifests::tree(&objects).expect("tree");
+    let mut text = String::new();
+    for f in &files {
+        text.push_str(&format!(
+            "# ---- {} (private: {})\n{}",
+            f.path, f.private, f.contents
+        ));
+    }
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/tree.yaml");
+    if std::env::var_os("STACKSPIN_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&file, &text).expect("written");
+    }
+    let saved = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        saved == text,
+        "the desired state changed: review, then rerun with STACKSPIN_UPDATE_SNAPSHOTS=1"
+    );
+}
+
+#[test]
+fn nothing_secret_is_in_a_helmrelease_or_configmap() {
+    let (objects, secrets) = state();
+    let mut values: Vec<String> = serde_json::to_value(&secrets)
+        .expect("json")
+        .as_object()
+        .expect("map")
+        .values()
+        .flat_map(|m| {
+            m.as_object()
+                .expect("map")
+                .values()
+                .map(|v| v.as_str().expect("str").to_string())
+        })
+        .collect();
+    values.push("fixture-mail-password".into());
+    for o in &objects {
+        if o.is_secret() {
+            continue;
+        }
+        let text = o.to_value().to_string();
+        for v in &values {
+            assert!(
+                !text.contains(v.as_str()),
+                "{} {} holds a secret",
+                o.kind(),
+                o.name()
+            );
+        }
+    }
+    // ...and they are all somewhere: in Secrets.
+    let secret_text: String = objects
+        .iter()
+        .filter(|o| o.is_secret())
+        .map(|o| o.to_value().to_string())
+        .collect();
+    assert!(!secret_text.is_empty());
+}
+
+#[test]
+fn every_release_can_be_overridden_and_rolls_back() {
+    let (objects, _) = state();
+    let mut releases = 0;
+    for o in &objects {
+        let v = o.to_value();
+        assert_eq!(
+            v["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "stackspin",
+            "{} {}",
+            o.kind(),
+            o.name()
+        );
+        if let Object::HelmRelease(hr) = o {
+            releases += 1;
+            let from = &hr.spec.values_from;
+            let n = from.len();
+            assert!(n >= 3);
+            let name = format!("stackspin-{}-override", o.name());
+            assert_eq!(
+                (from[n - 2].kind.as_str(), from[n - 2].name.as_str()),
+                ("ConfigMap", name.as_str())
+            );
+            assert_eq!(
+                (from[n - 1].kind.as_str(), from[n - 1].name.as_str()),
+                ("Secret", name.as_str())
+            );
+            assert_eq!(from[n - 1].optional, Some(true));
+            let up = hr
+                .spec
+                .upgrade
+                .as_ref()
+                .and_then(|u| u.remediation.as_ref())
+                .expect("upgrade remediation");
+            assert_eq!(up.strategy.as_deref(), Some("rollback"));
+            assert!(
+                hr.spec
+                    .install
+                    .as_ref()
+                    .and_then(|i| i.remediation.as_ref())
+                    .expect("install remediation")
+                    .retries
+                    > 0
+            );
+            assert!(
+                v["spec"].get("values").is_none(),
+                "values travel in ConfigMaps and Secrets"
+            );
+        }
+    }
+    assert_eq!(
+        releases, 10,
+        "two core entries, five apps, monitoring with two parts"
+    );
+}
+
+#[test]
+fn the_allow_list_becomes_a_middleware_on_the_apps_ingress() {
+    let (objects, _) = state();
+    let mw = objects
+        .iter()
+        .find(|o| o.kind() == "Middleware")
+        .expect("a middleware");
+    assert_eq!(mw.name(), "wordpress-allowlist");
+    let cm = objects
+        .iter()
+        .find(|o| o.name() == "stackspin-wordpress-values")
+        .expect("values");
+    let text = cm.to_value()["data"]["values.yaml"]
+        .as_str()
+        .expect("yaml")
+        .to_string();
+    assert!(
+        text.contains("stackspin-apps-wordpress-allowlist@kubernetescrd"),
+        "{text}"
+    );
+    // WordPress is on the bare domain, as the seed allowed.
+    assert!(text.contains("host: example.org"), "{text}");
+}
+
+#[test]
+fn generated_secrets_are_made_once_and_never_changed() {
+    let mut secrets = fixture_secrets(&["nextcloud"]);
+    let before = secrets.clone();
+    let added = secrets
+        .ensure(catalog(), &["nextcloud", "zulip"], |len| "y".repeat(len))
+        .expect("ensured");
+    assert!(added.iter().all(|a| a.starts_with("zulip.")), "{added:?}");
+    assert_eq!(secrets.app("nextcloud"), before.app("nextcloud"));
+    let again = secrets.to_toml();
+    let reread = GeneratedSecrets::from_toml(&again).expect("reads back");
+    assert_eq!(reread, secrets);
+    assert!(
+        !format!("{secrets:?}").contains("yyyy"),
+        "Debug never shows values"
+    );
+}
+
+#[test]
+fn bad_choices_are_refused_with_one_line() {
+    let base = |extra: &str| {
+        RawClusterConfig::from_toml(&format!(
+            "domain = \"example.org\"\nip_address = \"192.0.2.1\"\nadmin_email = \"a@example.org\"\n{extra}"
+        ))
+        .expect("parses")
+        .resolve()
+        .expect("valid")
+    };
+    let cases = [
+        ("apps = [\"nope\"]", "not in the catalog"),
+        ("apps = [\"loki\"]", "choose monitoring"),
+        ("apps = [\"stackspin\"]", "always installed"),
+        (
+            "apps = [\"nextcloud\"]\n[app.nextcloud]\nsubdomain = \"\"",
+            "bare domain",
+        ),
+        (
+            "apps = [\"nextcloud\"]\n[app.nextcloud]\nversion = \"99.0.0\"",
+            "outside the catalog's range",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let err = stackspin_platform::placements(catalog(), &base(extra))
+            .expect_err(expected)
+            .to_string();
+        assert!(err.contains(expected), "{expected:?} in {err:?}");
+        assert!(!err.contains('\n'));
+    }
+    let config = base("apps = [\"nextcloud\"]");
+    let err = desired_state(
+        catalog(),
+        &config,
+        &GeneratedSecrets::default(),
+        &Tuning::default(),
+    )
+    .expect_err("no secrets")
+    .to_string();
+    assert!(err.contains("generate secrets"), "{err}");
+}
