@@ -14,6 +14,8 @@ pub enum StorageError {
     UserNotFound(String),
     #[error("no app named {0}")]
     AppNotFound(String),
+    #[error("{0} is not installed")]
+    NotInstalled(String),
     #[error("{0} was changed by someone else meanwhile: reload and try again")]
     Conflict(String),
     #[error("{0} is the last admin: make someone else an admin first")]

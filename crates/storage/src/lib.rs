@@ -13,6 +13,7 @@ mod apps;
 mod audit;
 mod directory;
 mod error;
+mod installed;
 mod oidc;
 mod sealed;
 mod setup;
@@ -33,6 +34,7 @@ pub use apps::AppStatus;
 pub use audit::{AuditEvent, AuditFilter};
 pub use directory::{UserPage, UserPageRequest, UserPatch, UserSort};
 pub use error::StorageError;
+pub use installed::{AppState, InstalledApp, ReleaseStatus};
 pub use oidc::{
     CodeRecord, CodeRedemption, DueLogout, NewSession, RefreshOutcome, SessionRecord, StoredKey,
     TokenKind, TokenRecord,

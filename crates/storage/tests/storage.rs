@@ -629,6 +629,144 @@ async fn app_status_counts_sign_ins_and_failing_logouts(store: &Store) {
     assert!(s.logout_failing());
 }
 
+async fn installed_apps_requests_status_and_forgetting(store: &Store) {
+    use stackspin_storage::{AppState, ReleaseStatus};
+    assert!(store.installed_apps().await.unwrap().is_empty());
+    let wekan = store
+        .request_install("wekan", Some("board"), true, "10.99.0")
+        .await
+        .unwrap();
+    assert_eq!(wekan.state, AppState::Pending);
+    assert!(wekan.wanted && wekan.auto_update && !wekan.purge && !wekan.update_now);
+    assert_eq!(wekan.subdomain.as_deref(), Some("board"));
+    // Asking again changes the choices, never the version the operator owns.
+    store.set_target_version("wekan", "10.99.1").await.unwrap();
+    let again = store
+        .request_install("wekan", None, false, "9.0.0")
+        .await
+        .unwrap();
+    assert_eq!(again.target_version, "10.99.1");
+    assert_eq!(again.subdomain, None);
+    assert!(!again.auto_update);
+
+    let st = ReleaseStatus {
+        state: AppState::Failed,
+        reason: "chart pull error: no such host".into(),
+        running_version: Some("10.99.0".into()),
+        latest_version: Some("10.99.2".into()),
+    };
+    store.record_app_status("wekan", &st).await.unwrap();
+    let got = store.installed_app("wekan").await.unwrap().unwrap();
+    assert_eq!(
+        (got.state, got.reason.as_str()),
+        (AppState::Failed, st.reason.as_str())
+    );
+    assert_eq!(got.latest_version.as_deref(), Some("10.99.2"));
+    assert!(got.status_at.is_some());
+
+    let upd = store
+        .set_app_updates("wekan", Some(true), true)
+        .await
+        .unwrap();
+    assert!(upd.auto_update && upd.update_now);
+    store.set_target_version("wekan", "10.99.2").await.unwrap();
+    assert!(
+        !store
+            .installed_app("wekan")
+            .await
+            .unwrap()
+            .unwrap()
+            .update_now
+    );
+
+    assert!(matches!(
+        store.request_uninstall("zulip", false).await.unwrap_err(),
+        StorageError::NotInstalled(_)
+    ));
+    assert!(matches!(
+        store
+            .set_app_updates("zulip", None, true)
+            .await
+            .unwrap_err(),
+        StorageError::NotInstalled(_)
+    ));
+    // Forgetting only removes an app whose uninstall was asked for.
+    store.forget_installed_app("wekan", false).await.unwrap();
+    assert!(store.installed_app("wekan").await.unwrap().is_some());
+    let gone = store.request_uninstall("wekan", true).await.unwrap();
+    assert!(!gone.wanted && gone.purge);
+    // Changing one's mind before the operator acts takes the uninstall back.
+    let back = store
+        .request_install("wekan", None, true, "1.0.0")
+        .await
+        .unwrap();
+    assert!(back.wanted && !back.purge);
+    store.request_uninstall("wekan", false).await.unwrap();
+    store.forget_installed_app("wekan", false).await.unwrap();
+    assert!(store.installed_apps().await.unwrap().is_empty());
+}
+
+async fn generated_secrets_are_sealed_and_never_replaced(store: &Store) {
+    let first = vec![
+        (
+            "wekan".to_string(),
+            "mongodb_password".to_string(),
+            "s3cret-one".to_string(),
+        ),
+        (
+            "wekan".to_string(),
+            "oidc_client_secret".to_string(),
+            "client-one".to_string(),
+        ),
+    ];
+    store.add_generated_secrets(&first).await.unwrap();
+    // A second replica generated other values a moment later: the first ones stay.
+    let second = vec![
+        (
+            "wekan".to_string(),
+            "mongodb_password".to_string(),
+            "s3cret-two".to_string(),
+        ),
+        (
+            "zulip".to_string(),
+            "oidc_client_secret".to_string(),
+            "zulip-one".to_string(),
+        ),
+    ];
+    store.add_generated_secrets(&second).await.unwrap();
+    let all = store.generated_secrets().await.unwrap();
+    assert_eq!(all["wekan"]["mongodb_password"], "s3cret-one");
+    assert_eq!(all["wekan"]["oidc_client_secret"], "client-one");
+    assert_eq!(all["zulip"]["oidc_client_secret"], "zulip-one");
+    // Purging an uninstalled app drops its secrets; a plain uninstall keeps them.
+    store
+        .request_install("zulip", None, true, "1.0.0")
+        .await
+        .unwrap();
+    store.request_uninstall("zulip", false).await.unwrap();
+    store.forget_installed_app("zulip", false).await.unwrap();
+    assert!(
+        store
+            .generated_secrets()
+            .await
+            .unwrap()
+            .contains_key("zulip")
+    );
+    store
+        .request_install("wekan", None, true, "1.0.0")
+        .await
+        .unwrap();
+    store.request_uninstall("wekan", true).await.unwrap();
+    store.forget_installed_app("wekan", true).await.unwrap();
+    assert!(
+        !store
+            .generated_secrets()
+            .await
+            .unwrap()
+            .contains_key("wekan")
+    );
+}
+
 async fn ping_and_backend(store: &Store) {
     store.ping().await.unwrap();
     assert!(["sqlite", "postgres"].contains(&store.backend_name()));
@@ -673,6 +811,8 @@ on_both_backends!(
     api_tokens_act_for_their_creator,
     default_role_changes_apply_to_new_users_only,
     app_status_counts_sign_ins_and_failing_logouts,
+    installed_apps_requests_status_and_forgetting,
+    generated_secrets_are_sealed_and_never_replaced,
     ping_and_backend,
 );
 
