@@ -1,5 +1,5 @@
 //! Typed structs for the custom resources Stackspin writes and reads: Flux (HelmRelease v2,
-//! HelmRepository and OCIRepository v1), cert-manager (ClusterIssuer v1) and Traefik
+//! HelmRepository, HelmChart and OCIRepository v1), cert-manager (ClusterIssuer v1) and Traefik
 //! (Middleware v1alpha1). Only the fields we set or read are here, written from the
 //! projects' API references; the tests check the generated schemas against the upstream CRDs.
 
@@ -96,6 +96,43 @@ pub struct SourceStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Artifact>,
+}
+
+/// What a source fetched. For a HelmChart the revision is the chart version; for an
+/// OCIRepository it is `<tag>@<digest>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    #[serde(default)]
+    pub revision: String,
+}
+
+/// A chart out of a HelmRepository. The operator keeps one per app with the catalog's
+/// version range, so source-controller tells it the newest version it may update to.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "source.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "HelmChart",
+    namespaced,
+    status = "SourceStatus"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmChartSpec {
+    pub chart: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub source_ref: LocalHelmChartSourceReference,
+    pub interval: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalHelmChartSourceReference {
+    pub kind: String,
+    pub name: String,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -136,6 +173,34 @@ pub struct HelmReleaseSpec {
     pub common_metadata: Option<CommonMetadata>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values_from: Vec<ValuesReference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_renderers: Vec<PostRenderer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostRenderer {
+    pub kustomize: KustomizePostRenderer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizePostRenderer {
+    pub patches: Vec<KustomizePatch>,
+}
+
+/// A strategic-merge patch applied to every object the target selects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizePatch {
+    pub patch: String,
+    pub target: PatchSelector,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchSelector {
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

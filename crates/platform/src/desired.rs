@@ -221,6 +221,18 @@ pub fn secret_values_secret(app: &str) -> String {
 pub fn override_name(app: &str) -> String {
     format!("stackspin-{app}-override")
 }
+/// The source the operator watches for the newest version inside the catalog's range.
+pub fn updates_source(app: &str) -> String {
+    format!("{app}-updates")
+}
+
+/// Makes Helm keep every claim when a release is uninstalled: the organisation's data goes
+/// only when an admin purges it. Helm reads the policy from the rendered manifest, so it is
+/// added by a post-renderer, whatever the chart does.
+const KEEP_CLAIMS_PATCH: &str = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  \
+                                 name: any\n  annotations:\n    \
+                                 helm.sh/resource-policy: keep\n";
+
 pub fn allow_list_middleware(app: &str) -> String {
     format!("{app}-allowlist")
 }
@@ -285,6 +297,12 @@ pub fn desired_state(
         )?);
     }
     Ok(objects)
+}
+
+/// Whether the operator follows new versions of an entry: what an admin installs (core
+/// components and an app's parts move with Stackspin's own releases).
+pub fn probes_updates(e: &Entry) -> bool {
+    e.kind != Kind::Core && e.part_of.is_none()
 }
 
 fn app_objects(
@@ -426,6 +444,22 @@ fn app_objects(
             );
             repo.metadata = meta(app, Some(ns), Some(app));
             objects.push(Object::HelmRepository(repo));
+            if probes_updates(e) {
+                let mut probe = HelmChart::new(
+                    &updates_source(app),
+                    HelmChartSpec {
+                        chart: chart.clone(),
+                        version: Some(e.chart.updates.to_string()),
+                        source_ref: LocalHelmChartSourceReference {
+                            kind: "HelmRepository".into(),
+                            name: app.into(),
+                        },
+                        interval: tuning.source_interval.clone(),
+                    },
+                );
+                probe.metadata = meta(&updates_source(app), Some(ns), Some(app));
+                objects.push(Object::HelmChart(probe));
+            }
             (
                 Some(HelmChartTemplate {
                     spec: HelmChartTemplateSpec {
@@ -461,6 +495,26 @@ fn app_objects(
             );
             repo.metadata = meta(app, Some(ns), Some(app));
             objects.push(Object::OCIRepository(repo));
+            if probes_updates(e) {
+                let mut probe = OCIRepository::new(
+                    &updates_source(app),
+                    OCIRepositorySpec {
+                        url: url.clone(),
+                        interval: tuning.source_interval.clone(),
+                        reference: Some(OCIRepositoryRef {
+                            tag: None,
+                            semver: Some(e.chart.updates.to_string()),
+                        }),
+                        layer_selector: Some(OCILayerSelector {
+                            media_type: "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+                                .into(),
+                            operation: "copy".into(),
+                        }),
+                    },
+                );
+                probe.metadata = meta(&updates_source(app), Some(ns), Some(app));
+                objects.push(Object::OCIRepository(probe));
+            }
             (
                 None,
                 Some(CrossNamespaceObjectReference {
@@ -522,6 +576,16 @@ fn app_objects(
                 )]),
             }),
             values_from,
+            post_renderers: vec![PostRenderer {
+                kustomize: KustomizePostRenderer {
+                    patches: vec![KustomizePatch {
+                        patch: KEEP_CLAIMS_PATCH.into(),
+                        target: PatchSelector {
+                            kind: "PersistentVolumeClaim".into(),
+                        },
+                    }],
+                },
+            }],
         },
     );
     hr.metadata = meta(app, Some(ns), Some(app));

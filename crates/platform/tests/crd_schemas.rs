@@ -124,6 +124,11 @@ fn flux_structs_match_the_flux_crds() {
         ),
     );
     check(
+        "HelmChart",
+        ours(HelmChart::crd()),
+        upstream_schema("fluxcd/source.toolkit.fluxcd.io_helmcharts.yaml", "v1"),
+    );
+    check(
         "OCIRepository",
         ours(OCIRepository::crd()),
         upstream_schema("fluxcd/source.toolkit.fluxcd.io_ocirepositories.yaml", "v1"),
