@@ -118,6 +118,23 @@ pub struct ClusterConfig {
     pub apps: Vec<AppChoice>,
 }
 
+impl ClusterConfig {
+    /// Whether `now` falls inside the maintenance window, read in the cluster's time zone.
+    pub fn in_window(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let tz = jiff::tz::TimeZone::get(&self.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let Ok(ts) = jiff::Timestamp::from_second(now.timestamp()) else {
+            return false;
+        };
+        let local = ts.to_zoned(tz).time();
+        chrono::NaiveTime::from_hms_opt(
+            u32::try_from(local.hour()).unwrap_or(0),
+            u32::try_from(local.minute()).unwrap_or(0),
+            u32::try_from(local.second()).unwrap_or(0),
+        )
+        .is_some_and(|t| self.maintenance_window.contains(t))
+    }
+}
+
 /// `cluster.toml` as written: the seed's names, every key optional so flags can fill gaps.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -259,10 +276,10 @@ impl RawClusterConfig {
             Some(w) => w.parse().map_err(|m| bad("maintenance_window", m))?,
         };
         let time_zone = self.time_zone.unwrap_or_else(|| "UTC".into());
-        if time_zone.is_empty() || time_zone.contains(char::is_whitespace) {
+        if jiff::tz::TimeZone::get(&time_zone).is_err() {
             return Err(bad(
                 "time_zone",
-                "is not a time zone name (Europe/Amsterdam)".into(),
+                format!("{time_zone:?} is not a known time zone name (Europe/Amsterdam)"),
             ));
         }
 
@@ -386,6 +403,31 @@ mod tests {
             admin_email: Some("admin@example.org".into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_window_is_read_in_the_clusters_time_zone() {
+        use chrono::TimeZone;
+        let mut raw = base();
+        raw.time_zone = Some("Europe/Amsterdam".into());
+        let c = raw.resolve().expect("valid");
+        // 01:30 UTC in December is 02:30 in Amsterdam: inside 02:00-04:00 there, not in UTC.
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 4, 1, 30, 0)
+            .single()
+            .expect("time");
+        assert!(c.in_window(t));
+        let mut utc = base();
+        utc.time_zone = Some("UTC".into());
+        assert!(!utc.resolve().expect("valid").in_window(t));
+        let late = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 4, 3, 30, 0)
+            .single()
+            .expect("time");
+        assert!(!c.in_window(late), "04:30 in Amsterdam is after the window");
+        let mut bad = base();
+        bad.time_zone = Some("Mars/Olympus".into());
+        assert!(bad.resolve().unwrap_err().to_string().contains("time_zone"));
     }
 
     #[test]

@@ -47,6 +47,11 @@ impl GeneratedSecrets {
         self.0.get(app).cloned().unwrap_or_default()
     }
 
+    /// Secrets kept elsewhere (the control plane's database).
+    pub fn from_map(map: BTreeMap<String, BTreeMap<String, String>>) -> Self {
+        GeneratedSecrets(map)
+    }
+
     pub fn get(&self, app: &str, name: &str) -> Option<&str> {
         self.0.get(app)?.get(name).map(String::as_str)
     }
