@@ -1,0 +1,501 @@
+//! The operator on the test bed: a real kube-apiserver with the real Flux controllers, and
+//! simulated nodes. Stand-ins, named: the real chart repositories cannot be reached here, so
+//! the `hello` chart (tests/charts/hello) served on loopback plays an app; its pods never run,
+//! kwok only reports them running (or, with `podReadiness: never`, never ready).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::TimeZone;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use kube::api::{Api, ListParams};
+use stackspin_catalog::Catalog;
+use stackspin_platform::crds::{HelmChart, HelmRelease};
+use stackspin_platform::desired::{APPS_NAMESPACE, CORE_NAMESPACE};
+use stackspin_storage::AppState;
+use stackspin_storage::testing::TestDb;
+use stackspin_testbed::{ChartRepo, ChartVersion, TestBed, wait_for_absent};
+use support::*;
+
+const STEP: Duration = Duration::from_secs(150);
+
+fn at(hour: u32) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc
+        .with_ymd_and_hms(2026, 12, 4, hour, 30, 0)
+        .single()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_installs_updates_only_inside_the_window_and_uninstalls_keeping_its_data()
+-> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let repo = ChartRepo::serve(&[
+        ChartVersion::new("hello", "0.1.0"),
+        ChartVersion::new("hello", "0.2.0").with_value("greeting", "hello-two"),
+    ])
+    .await?;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let catalog = hello_catalog(&repo.url);
+    // Outside the window: 10:30 UTC against 02:00-04:00.
+    let op = operator(client.clone(), store, catalog.clone(), "one").with_clock(|| at(10));
+
+    store.request_install("hello", None, true, "0.1.0").await?;
+    let started = std::time::Instant::now();
+    let row = converge(&op, store, "hello", "hello to be installed", STEP, |r| {
+        r.is_some_and(|r| matches!(r.state, AppState::Ready | AppState::UpdatePending))
+    })
+    .await?
+    .unwrap();
+    eprintln!("installed in {:?}", started.elapsed());
+    assert_eq!(row.running_version.as_deref(), Some("0.1.0"));
+
+    // What the install made: the release, its values, the Secret with the client secret, the
+    // OIDC client in the identity store with the same secret.
+    let releases: Api<HelmRelease> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    let hr = releases.get("hello").await?;
+    assert_eq!(
+        hr.spec.chart.as_ref().unwrap().spec.version.as_deref(),
+        Some("0.1.0")
+    );
+    let managed = hr.metadata.managed_fields.clone().unwrap_or_default();
+    assert!(
+        managed
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("stackspin")
+                && m.operation.as_deref() == Some("Apply")),
+        "applied server-side by the stackspin field manager: {managed:?}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    let s = secrets.get("stackspin-hello-secrets").await?;
+    let client_secret = String::from_utf8(s.data.unwrap()["CLIENT_SECRET"].0.clone()).unwrap();
+    let registered = store
+        .app_by_name(&stackspin_domain::AppName::parse("hello").unwrap())
+        .await?
+        .expect("the OIDC client is registered");
+    assert_eq!(registered.client_id.0, "hello");
+    assert!(stackspin_domain::secret::verify_secret(
+        &client_secret,
+        registered.client_secret_hash.as_deref().unwrap()
+    ));
+    assert_eq!(
+        registered.redirect_uris[0].as_str(),
+        "https://hello.example.test/oidc/callback"
+    );
+    let values: Api<ConfigMap> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    let v = values.get("stackspin-hello-values").await?;
+    let text = &v.data.unwrap()["values.yaml"];
+    assert!(text.contains("https://dashboard.example.test"), "{text}");
+    assert!(
+        !text.contains(&client_secret),
+        "no secret in the values ConfigMap"
+    );
+    assert!(
+        !serde_json::to_string(&hr.spec)
+            .unwrap()
+            .contains(&client_secret),
+        "no secret in the HelmRelease"
+    );
+
+    // The probe finds 0.2.0; outside the window it waits, shown as pending.
+    let row = converge(&op, store, "hello", "the update to be seen", STEP, |r| {
+        r.is_some_and(|r| r.latest_version.as_deref() == Some("0.2.0"))
+    })
+    .await?
+    .unwrap();
+    assert_eq!(row.state, AppState::UpdatePending);
+    for _ in 0..3 {
+        op.reconcile().await?;
+    }
+    let row = store.installed_app("hello").await?.unwrap();
+    assert_eq!(row.target_version, "0.1.0", "no update outside the window");
+    assert_eq!(
+        releases
+            .get("hello")
+            .await?
+            .spec
+            .chart
+            .unwrap()
+            .spec
+            .version
+            .as_deref(),
+        Some("0.1.0")
+    );
+
+    // Inside the window (02:30) it moves and Flux upgrades.
+    let op = operator(client.clone(), store, catalog.clone(), "one").with_clock(|| at(2));
+    let row = converge(&op, store, "hello", "the upgrade to 0.2.0", STEP, |r| {
+        r.is_some_and(|r| {
+            r.state == AppState::Ready && r.running_version.as_deref() == Some("0.2.0")
+        })
+    })
+    .await?
+    .unwrap();
+    assert_eq!(row.target_version, "0.2.0");
+
+    // Uninstall keeps the claim; the client goes.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    assert!(claims.get_opt("hello-data").await?.is_some());
+    store.request_uninstall("hello", false).await?;
+    converge(&op, store, "hello", "the uninstall", STEP, |r| r.is_none()).await?;
+    wait_for_absent(&releases, "hello", STEP).await?;
+    assert!(
+        store
+            .app_by_name(&stackspin_domain::AppName::parse("hello").unwrap())
+            .await?
+            .is_none(),
+        "the OIDC client is removed"
+    );
+    let kept = claims.get_opt("hello-data").await?;
+    assert!(
+        kept.as_ref()
+            .is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
+        "the claim is kept: {kept:?}"
+    );
+    assert!(values.get_opt("stackspin-hello-values").await?.is_none());
+    assert!(secrets.get_opt("stackspin-hello-secrets").await?.is_none());
+    let charts: Api<HelmChart> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    assert!(charts.get_opt("hello-updates").await?.is_none());
+
+    // Reinstalled, the same data and secrets come back; purged, the claim goes.
+    store.request_install("hello", None, true, "0.2.0").await?;
+    converge(&op, store, "hello", "the reinstall", STEP, |r| {
+        r.is_some_and(|r| r.state == AppState::Ready)
+    })
+    .await?;
+    let again = secrets.get("stackspin-hello-secrets").await?;
+    assert_eq!(
+        String::from_utf8(again.data.unwrap()["CLIENT_SECRET"].0.clone()).unwrap(),
+        client_secret,
+        "generated secrets are never regenerated"
+    );
+    store.request_uninstall("hello", true).await?;
+    converge(&op, store, "hello", "the purge", STEP, |r| r.is_none()).await?;
+    wait_for_absent(&claims, "hello-data", STEP).await?;
+    assert!(!store.generated_secrets().await?.contains_key("hello"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_upgrade_is_rolled_back_reported_and_not_retried() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let repo = ChartRepo::serve(&[
+        ChartVersion::new("hello", "0.1.0"),
+        ChartVersion::new("hello", "0.2.0").with_value("podReadiness", "never"),
+    ])
+    .await?;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let op = operator(client.clone(), store, hello_catalog(&repo.url), "one").with_clock(|| at(10));
+    store.request_install("hello", None, false, "0.1.0").await?;
+    converge(&op, store, "hello", "the install", STEP, |r| {
+        r.is_some_and(|r| {
+            matches!(r.state, AppState::Ready | AppState::UpdatePending)
+                && r.latest_version.as_deref() == Some("0.2.0")
+        })
+    })
+    .await?;
+    // Pinned (auto-update off): nothing moves, even inside the window.
+    let pinned =
+        operator(client.clone(), store, hello_catalog(&repo.url), "one").with_clock(|| at(2));
+    for _ in 0..2 {
+        pinned.reconcile().await?;
+    }
+    assert_eq!(
+        store.installed_app("hello").await?.unwrap().target_version,
+        "0.1.0"
+    );
+
+    // `stackspin app update hello`: taken now; its pods never become ready; Flux rolls back.
+    store.set_app_updates("hello", None, true).await?;
+    let row = converge(&op, store, "hello", "the rollback", STEP * 2, |r| {
+        r.is_some_and(|r| r.state == AppState::RolledBack)
+    })
+    .await?
+    .unwrap();
+    assert_eq!(row.target_version, "0.2.0");
+    assert_eq!(row.running_version.as_deref(), Some("0.1.0"));
+    assert!(!row.reason.is_empty(), "the reason is shown");
+    assert!(!row.update_now);
+    // Not retried: more rounds leave it rolled back on 0.1.0.
+    for _ in 0..3 {
+        op.reconcile().await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let row = store.installed_app("hello").await?.unwrap();
+    assert_eq!(row.state, AppState::RolledBack);
+    assert_eq!(row.running_version.as_deref(), Some("0.1.0"));
+    store.request_uninstall("hello", true).await?;
+    converge(&op, store, "hello", "the purge", STEP, |r| r.is_none()).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_catalog_app_gets_its_objects_and_shows_the_source_error() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let catalog = Arc::new(Catalog::builtin()?.clone());
+    let op = operator(client.clone(), store, catalog.clone(), "one");
+    store
+        .request_install("wekan", None, true, "10.99.0")
+        .await?;
+    // The chart repository is on the internet, which the test bed cannot reach.
+    let row = converge(&op, store, "wekan", "the source error", STEP, |r| {
+        r.is_some_and(|r| r.state == AppState::Failed && r.reason.starts_with("chart source:"))
+    })
+    .await?
+    .unwrap();
+    eprintln!("wekan: {}", row.reason);
+    assert!(row.reason.contains("wekan.github.io"), "{}", row.reason);
+    let releases: Api<HelmRelease> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    assert!(releases.get_opt("wekan").await?.is_some());
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    assert!(secrets.get_opt("stackspin-wekan-secrets").await?.is_some());
+    let wekan = store
+        .app_by_name(&stackspin_domain::AppName::parse("wekan").unwrap())
+        .await?
+        .expect("wekan's OIDC client");
+    assert_eq!(
+        wekan.redirect_uris[0].as_str(),
+        "https://wekan.example.test/_oauth/oidc"
+    );
+    // The core is applied too: the control plane and cert-manager, in their namespace.
+    let core: Api<HelmRelease> = Api::namespaced(client.clone(), CORE_NAMESPACE);
+    let names: Vec<String> = core
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect();
+    assert!(names.contains(&"stackspin".to_string()), "{names:?}");
+    assert!(names.contains(&"cert-manager".to_string()), "{names:?}");
+    store.request_uninstall("wekan", false).await?;
+    converge(&op, store, "wekan", "the uninstall", STEP, |r| r.is_none()).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_generated_object_passes_server_side_dry_run() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    let catalog = Catalog::builtin()?;
+    let mut config = config();
+    for app in catalog.installable().filter(|e| e.part_of.is_none()) {
+        let mut choice = stackspin_platform::AppChoice::new(&app.name);
+        if app.name == "wordpress" {
+            choice.allow_list = vec!["198.51.100.0/24".into()];
+        }
+        config.apps.push(choice);
+    }
+    let mut secrets = stackspin_platform::GeneratedSecrets::default();
+    let names: Vec<&str> = catalog.entries().iter().map(|e| e.name.as_str()).collect();
+    secrets.ensure(catalog, &names, |n| "x".repeat(n))?;
+    let objects =
+        stackspin_platform::desired_state(catalog, &config, &secrets, &Default::default())?;
+    let db = TestDb::sqlite().await;
+    let op = operator(client.clone(), &db.store, Arc::new(catalog.clone()), "dry");
+    // Namespaces must exist for namespaced dry runs.
+    for o in objects.iter().filter(|o| o.kind() == "Namespace") {
+        stackspin_operator::apply::apply(&client, o, false).await?;
+    }
+    let problems = op.dry_run(&objects).await;
+    assert!(problems.is_empty(), "refused:\n{}", problems.join("\n"));
+    assert!(objects.len() > 30, "{} objects", objects.len());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_works_with_its_charts_rbac_and_is_refused_beyond_it() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let admin = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&admin).await?;
+    install_chart_rbac(bed)?;
+    let sa = bed.client_as(CORE_NAMESPACE, "stackspin").await?;
+    let repo = ChartRepo::serve(&[ChartVersion::new("hello", "0.1.0")]).await?;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let op = operator(sa.clone(), store, hello_catalog(&repo.url), "rbac");
+    store.request_install("hello", None, true, "0.1.0").await?;
+    converge(
+        &op,
+        store,
+        "hello",
+        "the install as the ServiceAccount",
+        STEP,
+        |r| r.is_some_and(|r| r.state == AppState::Ready),
+    )
+    .await?;
+    let round = op.reconcile().await?;
+    assert!(round.problems.is_empty(), "{:?}", round.problems);
+    // The Lease too.
+    let elector = stackspin_operator::leader::Elector::new(
+        sa.clone(),
+        CORE_NAMESPACE,
+        "rbac",
+        Duration::from_secs(5),
+    );
+    assert!(elector.try_lead().await?);
+    elector.step_down().await?;
+
+    // Beyond its role: other namespaces' secrets, cluster roles, nodes.
+    let refused = |r: Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(s)) => s.code == 403,
+        _ => false,
+    };
+    let other: Api<Secret> = Api::namespaced(sa.clone(), "kube-system");
+    assert!(refused(
+        other.list(&ListParams::default()).await.map(|_| ())
+    ));
+    let default_ns: Api<ConfigMap> = Api::namespaced(sa.clone(), "default");
+    assert!(refused(
+        default_ns.list(&ListParams::default()).await.map(|_| ())
+    ));
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(sa.clone());
+    assert!(refused(
+        roles.list(&ListParams::default()).await.map(|_| ())
+    ));
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(sa.clone());
+    assert!(refused(
+        nodes.list(&ListParams::default()).await.map(|_| ())
+    ));
+
+    store.request_uninstall("hello", true).await?;
+    converge(
+        &op,
+        store,
+        "hello",
+        "the purge as the ServiceAccount",
+        STEP,
+        |r| r.is_none(),
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_stopped_mid_install_converges_after_restart() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let repo = ChartRepo::serve(&[ChartVersion::new("hello", "0.1.0")]).await?;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let catalog = hello_catalog(&repo.url);
+    store.request_install("hello", None, true, "0.1.0").await?;
+    // The first operator runs until it has written the release, then stops without warning.
+    let first = operator(client.clone(), store, catalog.clone(), "first");
+    let task = tokio::spawn(first.clone().run(std::future::pending()));
+    let releases: Api<HelmRelease> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    stackspin_testbed::wait_for(
+        &releases,
+        "hello",
+        "the release to be written",
+        STEP,
+        |_| true,
+    )
+    .await?;
+    task.abort();
+    let _ = task.await;
+    // The second takes over once the first's Lease expires and finishes the job.
+    let second = operator(client.clone(), store, catalog, "second");
+    let task = tokio::spawn(second.clone().run(std::future::pending()));
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let row = store.installed_app("hello").await?.unwrap();
+        if row.state == AppState::Ready {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never converged: {row:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(second.is_leading());
+    task.abort();
+    let _ = task.await;
+    store.request_uninstall("hello", true).await?;
+    converge(&second, store, "hello", "the purge", STEP, |r| r.is_none()).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_elect_one_operator() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let db = TestDb::postgres().await;
+    let catalog = hello_catalog("http://127.0.0.1:9/");
+    let a = operator(client.clone(), &db.store, catalog.clone(), "replica-a");
+    let b = operator(client.clone(), &db.store, catalog, "replica-b");
+    let (stop_a, a_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ta = tokio::spawn(a.clone().run(async move {
+        let _ = a_stopped.await;
+    }));
+    let tb = tokio::spawn(b.clone().run(std::future::pending()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(a.is_leading() || b.is_leading()) {
+        assert!(std::time::Instant::now() < deadline, "nobody leads");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // For a while, exactly one leads at every look.
+    for _ in 0..40 {
+        assert!(
+            !(a.is_leading() && b.is_leading()),
+            "both replicas lead at once"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (leader, follower) = if a.is_leading() { (&a, &b) } else { (&b, &a) };
+    assert!(leader.is_leading() && !follower.is_leading());
+    // The leader stops (graceful: it steps down); the other takes over.
+    if a.is_leading() {
+        stop_a.send(()).ok();
+        ta.await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !b.is_leading() {
+            assert!(std::time::Instant::now() < deadline, "b never took over");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tb.abort();
+    } else {
+        tb.abort();
+        let _ = tb.await;
+        // b died without stepping down: a takes over once the Lease expires (3 s).
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !a.is_leading() {
+            assert!(std::time::Instant::now() < deadline, "a never took over");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop_a.send(()).ok();
+        ta.await?;
+    }
+    Ok(())
+}
