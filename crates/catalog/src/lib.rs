@@ -10,6 +10,7 @@
 
 mod entry;
 mod render;
+pub mod requests;
 pub mod template;
 
 use std::collections::{BTreeMap, BTreeSet};

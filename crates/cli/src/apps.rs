@@ -9,7 +9,7 @@ use stackspin_domain::{
     settings::Settings,
 };
 
-use crate::{cli::AppCommand, open_existing_store, output};
+use crate::{cli::AppCommand, installs, open_existing_store, output};
 
 #[derive(Serialize)]
 struct AppView<'a> {
@@ -50,8 +50,35 @@ impl<'a> From<&'a App> for AppView<'a> {
     }
 }
 
-pub async fn run(settings: &Settings, cmd: AppCommand, json: bool) -> Result<()> {
+pub async fn run(
+    settings: &Settings,
+    cmd: AppCommand,
+    json: bool,
+    catalog: Option<&std::path::Path>,
+) -> Result<()> {
     match cmd {
+        AppCommand::Catalog => {
+            let catalog = installs::load_catalog(catalog)?;
+            installs::catalog(settings, &catalog, json).await
+        }
+        AppCommand::Install {
+            name,
+            subdomain,
+            pin,
+        } => {
+            let catalog = installs::load_catalog(catalog)?;
+            installs::install(settings, &catalog, &name, subdomain.as_deref(), pin, json).await
+        }
+        AppCommand::Uninstall { name, purge } => {
+            installs::uninstall(settings, &name, purge, json).await
+        }
+        AppCommand::Status { name } => installs::status(settings, name.as_deref(), json).await,
+        AppCommand::Update { name, all } => {
+            installs::update(settings, name.as_deref(), all, json).await
+        }
+        AppCommand::AutoUpdate { name, setting } => {
+            installs::auto_update(settings, &name, setting == "on", json).await
+        }
         AppCommand::Register {
             name,
             url,

@@ -55,6 +55,10 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A catalog folder (one folder per app: app.toml, values.yaml) to use instead of the one
+    /// built in; for testing charts of your own.
+    #[arg(long, global = true, env = "STACKSPIN_CATALOG", value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +140,19 @@ pub struct ServeArgs {
     /// served].
     #[arg(long, env = "STACKSPIN_METRICS_LISTEN", value_name = "IP:PORT")]
     pub metrics_listen: Option<String>,
+    /// Run the app operator against the cluster this kubeconfig names [default: the pod's
+    /// ServiceAccount when running in a cluster, else no cluster: apps are only recorded].
+    #[arg(long, env = "STACKSPIN_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The cluster configuration the operator renders apps with (cluster.toml: domain,
+    /// ip_address, admin_email, outgoing_mail_*, maintenance_window, time_zone, ...). Needed
+    /// when there is a cluster.
+    #[arg(long, env = "STACKSPIN_CLUSTER_CONFIG", value_name = "FILE")]
+    pub cluster_config: Option<PathBuf>,
+    /// Seconds between the operator's rounds when nothing is moving; changes made in the
+    /// Dashboard or API start a round at once, those made with `stackspin app` wait for it.
+    #[arg(long, env = "STACKSPIN_OPERATOR_INTERVAL", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub operator_interval: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +228,45 @@ pub enum AppCommand {
     List,
     /// Remove an app and every role in it.
     Remove { name: String },
+    /// List the apps Stackspin can install, with their versions and how they map admin
+    /// rights.
+    Catalog,
+    /// Install an app from the catalog; the operator in `serve` puts it on the cluster.
+    Install {
+        name: String,
+        /// The app's subdomain of the cluster's domain [default: the catalog's, such as files
+        /// for Nextcloud]; "" puts it on the bare domain where the app allows it.
+        #[arg(long, value_name = "LABEL")]
+        subdomain: Option<String>,
+        /// Keep the installed version until `stackspin app update` (no automatic updates).
+        #[arg(long)]
+        pin: bool,
+    },
+    /// Uninstall an app. Its volumes (the app's data) are kept unless --purge is given.
+    Uninstall {
+        name: String,
+        /// Remove the app's volumes too: its data is gone for good.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Show installed apps: state with the reason, running and pending versions.
+    Status { name: Option<String> },
+    /// Take a pending update now instead of in the maintenance window.
+    Update {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Every installed app with a pending update.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Turn automatic updates (inside the maintenance window) on or off; off pins the app to
+    /// its version.
+    AutoUpdate {
+        name: String,
+        /// on or off
+        #[arg(value_parser = ["on", "off"])]
+        setting: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

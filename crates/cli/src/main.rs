@@ -7,6 +7,7 @@ mod apps;
 mod audit;
 mod cli;
 mod credentials;
+mod installs;
 mod manifests;
 mod output;
 mod platform_key;
@@ -68,10 +69,13 @@ async fn run(cli: Cli) -> Result<()> {
     init_logging(settings.log_format, serve_args.is_some());
     let json = cli.global.json;
     match cli.command {
-        Command::Serve(_) => serve::run(settings).await,
+        Command::Serve(args) => {
+            let cluster = serve::cluster(&args, cli.global.catalog.as_deref()).await?;
+            serve::run(settings, cluster).await
+        }
         Command::AdminCredentials => credentials::run(&settings, json).await,
         Command::User(cmd) => users::run(&settings, cmd, json).await,
-        Command::App(cmd) => apps::run(&settings, cmd, json).await,
+        Command::App(cmd) => apps::run(&settings, cmd, json, cli.global.catalog.as_deref()).await,
         Command::RequireMfa { policy } => require_mfa(&settings, &policy, json).await,
         Command::Keys(cli::KeysCommand::Rotate) => rotate_keys(&settings, json).await,
         Command::ApiToken(cli::ApiTokenCommand::Create { name, admin }) => {

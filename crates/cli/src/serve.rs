@@ -1,18 +1,61 @@
 //! `stackspin serve`: the control plane process.
 
 use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use stackspin_catalog::Catalog;
 use stackspin_domain::{
     NewUser, UserName,
     password::{HashParams, Password},
     secret::new_setup_password,
     settings::Settings,
 };
+use stackspin_operator::{Operator, Settings as OperatorSettings};
+use stackspin_platform::{ClusterConfig, RawClusterConfig};
 use stackspin_storage::Store;
+
+use crate::cli::ServeArgs;
 use stackspin_web::Application;
 
-pub async fn run(settings: Settings) -> Result<()> {
+/// What the operator needs when `serve` has a cluster.
+pub struct Cluster {
+    client: kube::Client,
+    config: ClusterConfig,
+    catalog: Arc<Catalog>,
+    interval: std::time::Duration,
+}
+
+/// Connects to the cluster if there is one, and reads what the operator needs. Done before
+/// the database is touched, so a bad kubeconfig or cluster.toml stops `serve` at once.
+pub async fn cluster(args: &ServeArgs, catalog: Option<&Path>) -> Result<Option<Cluster>> {
+    let Some(client) = stackspin_operator::connect(args.kubeconfig.as_deref()).await? else {
+        if args.cluster_config.is_some() {
+            tracing::info!("no cluster (no --kubeconfig, not in a pod): apps are only recorded");
+        }
+        return Ok(None);
+    };
+    let Some(path) = &args.cluster_config else {
+        bail!(
+            "the operator needs the cluster configuration: pass --cluster-config FILE \
+             (cluster.toml with domain, ip_address and admin_email)"
+        );
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config = RawClusterConfig::from_toml(&text)
+        .and_then(RawClusterConfig::resolve)
+        .with_context(|| path.display().to_string())?;
+    Ok(Some(Cluster {
+        client,
+        config,
+        catalog: crate::installs::load_catalog(catalog)?,
+        interval: std::time::Duration::from_secs(args.operator_interval),
+    }))
+}
+
+pub async fn run(settings: Settings, cluster: Option<Cluster>) -> Result<()> {
     let keys = crate::platform_key::load_or_create(&settings.secret_key_file)?;
     let store = Store::connect(&settings.database)
         .await?
@@ -31,16 +74,56 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
     bootstrap_first_admin(&settings, &store).await?;
 
-    let shutdown = shutdown_signal()?;
-    let app = Application::build(&settings, store.clone()).await?;
+    let signal = shutdown_signal()?;
+    // One signal stops both the server and the operator.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let shutdown = {
+        let stop_tx = stop_tx.clone();
+        async move {
+            signal.await;
+            let _ = stop_tx.send(true);
+        }
+    };
+    let operator = cluster.map(|c| {
+        let op = Operator::new(
+            c.client,
+            store.clone(),
+            c.catalog,
+            c.config,
+            OperatorSettings {
+                interval: c.interval,
+                ..OperatorSettings::default()
+            },
+        );
+        let mut rx = stop_rx.clone();
+        tracing::info!("app operator started");
+        tokio::spawn(op.run(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }))
+    });
+    let app = Application::build(&settings, store.clone()).await;
+    // However the server ends (a signal, or failing to start), the operator stops with it.
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            return Err(e.into());
+        }
+    };
     let public_url = app.public_url().clone();
     tracing::info!(listen = %app.local_addr(), public_url = %public_url, "stackspin is serving");
     if std::io::stdout().is_terminal() {
         print_welcome(&store, public_url.as_str()).await;
     }
-    app.run_until_stopped(shutdown)
-        .await
-        .context("server failed")?;
+    let served = app.run_until_stopped(shutdown).await;
+    let _ = stop_tx.send(true);
+    served.context("server failed")?;
+    if let Some(op) = operator
+        && let Err(e) = op.await
+    {
+        tracing::warn!(error = %e, "the operator stopped abnormally");
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -112,7 +112,11 @@ impl Server {
     }
 
     fn start_under(site: &Site, admin_email: &str, wrapper: &[&str]) -> Server {
-        let args = [
+        Self::start_with(site, admin_email, wrapper, &[])
+    }
+
+    fn start_with(site: &Site, admin_email: &str, wrapper: &[&str], extra: &[&str]) -> Server {
+        let mut args = vec![
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -121,6 +125,7 @@ impl Server {
             "--admin-email",
             admin_email,
         ];
+        args.extend_from_slice(extra);
         let mut child = site
             .cmd_under(wrapper, &args)
             .stdout(Stdio::piped())
@@ -769,4 +774,148 @@ async fn secrets_are_sealed_at_rest_and_the_key_rotates() {
     std::fs::remove_file(&key_file).unwrap();
     let out = site.run(&["admin-credentials"]);
     assert_one_line_error(&out, "sealed with a platform key this server does not have");
+}
+
+/// `serve --kubeconfig` runs the operator: an app installed with `stackspin app install`
+/// reaches ready on the test bed (its chart from a repository on loopback, the stand-in for the
+/// real chart repositories), gets its single sign-on client (so it is in the launcher) and its
+/// HelmRelease; uninstalling with --purge removes all of it. The catalog commands refuse what
+/// the catalog does not allow, in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_cluster_installs_and_uninstalls_an_app() {
+    use stackspin_testbed::platform::{hello_catalog_files, install_platform_crds, kubectl};
+    use stackspin_testbed::{ChartRepo, ChartVersion, TestBed};
+
+    let bed = TestBed::get().unwrap();
+    install_platform_crds(bed).unwrap();
+    let repo = ChartRepo::serve(&[ChartVersion::new("hello", "0.1.0")])
+        .await
+        .unwrap();
+    let site = Site::sqlite();
+    let catalog = site.dir.path().join("catalog");
+    for (path, text) in hello_catalog_files(&repo.url) {
+        let file = catalog.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+    let config = site.dir.path().join("cluster.toml");
+    std::fs::write(
+        &config,
+        "domain = \"example.test\"\nip_address = \"192.0.2.10\"\n\
+         admin_email = \"admin@example.test\"\n",
+    )
+    .unwrap();
+    let catalog = catalog.to_str().unwrap();
+    let kubeconfig = bed.kubeconfig().to_str().unwrap();
+
+    // A cluster without its configuration is refused before anything starts.
+    let out = site.run(&[
+        "serve",
+        "--admin-email",
+        "a@example.test",
+        "--kubeconfig",
+        kubeconfig,
+    ]);
+    assert_one_line_error(&out, "--cluster-config");
+
+    let server = Server::start_with(
+        &site,
+        "admin@example.test",
+        &[],
+        &[
+            "--kubeconfig",
+            kubeconfig,
+            "--cluster-config",
+            config.to_str().unwrap(),
+            "--catalog",
+            catalog,
+            "--operator-interval",
+            "1",
+        ],
+    );
+    let out = site.run(&["app", "install", "nextcloud", "--catalog", catalog]);
+    assert_one_line_error(&out, "not in the catalog");
+    let out = site.run(&[
+        "app",
+        "install",
+        "hello",
+        "--subdomain",
+        "a.b",
+        "--catalog",
+        catalog,
+    ]);
+    assert_one_line_error(&out, "DNS label");
+    let listed = site.json(&["app", "catalog", "--catalog", catalog]);
+    assert_eq!(listed[0]["name"], "hello");
+    assert!(listed[0]["installed"].is_null());
+
+    site.json(&["app", "install", "hello", "--catalog", catalog]);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        let status = site.json(&["app", "status", "hello"]);
+        if status["state"] == "ready" {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hello did not become ready: {status}; serve said {:?}",
+            server
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(status["running_version"], "0.1.0");
+    // Its single sign-on client, hence its tile in the launcher.
+    let apps = site.json(&["app", "list"]);
+    assert!(
+        apps.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "hello" && a["url"] == "https://hello.example.test/"),
+        "{apps}"
+    );
+    let release = kubectl(
+        bed,
+        &[
+            "get",
+            "helmrelease",
+            "hello",
+            "-n",
+            "stackspin-apps",
+            "-o",
+            "name",
+        ],
+    )
+    .unwrap();
+    assert!(release.contains("hello"), "{release}");
+
+    site.json(&["app", "uninstall", "hello", "--purge"]);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let out = site.run(&["app", "status", "hello"]);
+        if !out.status.success() {
+            assert_one_line_error(&out, "not installed");
+            break;
+        }
+        assert!(Instant::now() < deadline, "hello was not uninstalled");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        !site
+            .json(&["app", "list"])
+            .to_string()
+            .contains("\"hello\""),
+        "the client went with the app"
+    );
+    let logs = server.stop();
+    assert!(
+        logs.iter().any(|l| l.contains("operator: leading")),
+        "{logs:?}"
+    );
 }

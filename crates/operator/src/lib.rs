@@ -71,6 +71,30 @@ impl Default for Settings {
     }
 }
 
+/// A client for the cluster `serve` runs against: the kubeconfig file when one is given, else
+/// the pod's ServiceAccount when running in a cluster, else `None` (no cluster: everything
+/// but applying works).
+pub async fn connect(
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<Option<Client>, OperatorError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                OperatorError::Kube(format!("cannot read kubeconfig {}: {e}", path.display()))
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| OperatorError::Kube(format!("kubeconfig {}: {e}", path.display())))?
+        }
+        None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => kube::Config::incluster()
+            .map_err(|e| OperatorError::Kube(format!("in-cluster configuration: {e}")))?,
+        None => return Ok(None),
+    };
+    Client::try_from(config)
+        .map(Some)
+        .map_err(|e| OperatorError::Kube(format!("cannot build a client: {e}")))
+}
+
 /// The pod name in a cluster, else host name and process id.
 pub fn default_identity() -> String {
     std::env::var("POD_NAME")

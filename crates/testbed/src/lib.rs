@@ -20,6 +20,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 mod charts;
+pub mod platform;
 mod wait;
 
 pub use charts::{ChartRepo, ChartVersion};

@@ -3,12 +3,11 @@
 //! repositories, which cannot be reached here), and waits that explain themselves.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -18,67 +17,13 @@ use stackspin_platform::crds::HelmRelease;
 use stackspin_platform::desired::{APPS_NAMESPACE, CORE_NAMESPACE, Tuning};
 use stackspin_platform::{ClusterConfig, RawClusterConfig};
 use stackspin_storage::{InstalledApp, Store};
+pub use stackspin_testbed::platform::install_platform_crds;
+use stackspin_testbed::platform::{hello_catalog_files, kubectl};
 use stackspin_testbed::{TestBed, repo_root};
 
 /// The operator's tests all use the platform's two namespaces, as the product does, so they
 /// take turns.
 pub static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-pub fn shared_crds() -> Result<PathBuf> {
-    let candidates = [
-        std::env::var("STACKSPIN_CRDS").ok().map(PathBuf::from),
-        Some(repo_root().join("../shared/crds")),
-        Some(PathBuf::from("/work/shared/crds")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_dir())
-        .context("the upstream CRDs (set STACKSPIN_CRDS to their folder)")
-}
-
-fn kubectl(bed: &TestBed, args: &[&str]) -> Result<String> {
-    let out = Command::new(TestBed::bin("kubectl"))
-        .arg("--kubeconfig")
-        .arg(bed.kubeconfig())
-        .args(args)
-        .output()
-        .context("running kubectl")?;
-    if !out.status.success() {
-        bail!(
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The CRDs a k3s cluster with cert-manager has beside Flux's: ClusterIssuer and Traefik's
-/// Middleware, from the upstream files.
-pub fn install_platform_crds(bed: &TestBed) -> Result<()> {
-    let dir = shared_crds()?;
-    for file in [
-        "cert-manager/cert-manager.io_clusterissuers.yaml",
-        "traefik/traefik.io_middlewares.yaml",
-    ] {
-        let path = dir.join(file);
-        kubectl(
-            bed,
-            &["apply", "--server-side", "-f", path.to_str().unwrap()],
-        )?;
-    }
-    kubectl(
-        bed,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/clusterissuers.cert-manager.io",
-            "crd/middlewares.traefik.io",
-            "--timeout=60s",
-        ],
-    )?;
-    Ok(())
-}
 
 /// Applies the ServiceAccount and RBAC of `charts/stackspin`, as Helm renders them.
 pub fn install_chart_rbac(bed: &TestBed) -> Result<()> {
@@ -150,55 +95,8 @@ pub fn config() -> ClusterConfig {
 /// A catalog with one app, `hello`, from the chart repository at `url` (the test bed's
 /// chart under `tests/charts/hello`), with an OIDC client and a secret key.
 pub fn hello_catalog(url: &str) -> Arc<Catalog> {
-    let app = format!(
-        r#"name = "hello"
-title = "Hello"
-summary = "The test bed's chart."
-docs = "https://docs.example.test/hello"
-kind = "app"
-subdomain = "hello"
-ingress_annotations = "ingress.annotations"
-
-[chart]
-repository = "{url}"
-name = "hello"
-version = "0.1.0"
-updates = ">=0.1.0, <1.0.0"
-defaults = "hello"
-
-[oidc]
-redirect_paths = ["/oidc/callback"]
-post_logout_paths = ["/"]
-groups_from = "userinfo"
-claim = "role"
-admin_mapping = "native"
-admin_how = "the test chart has no admin"
-
-[[secrets]]
-name = "database_password"
-length = 24
-
-[[secret_keys]]
-key = "CLIENT_SECRET"
-value = "${{oidc.client_secret}}"
-
-[[volumes]]
-name = "hello-data"
-
-[requests]
-cpu = "10m"
-memory = "16Mi"
-"#
-    );
-    let values =
-        "greeting: hello\nissuer: ${issuer}\nclientId: ${client_id}\ningress:\n  annotations: {}\n";
-    Arc::new(
-        Catalog::from_files([
-            ("hello/app.toml", app.as_str()),
-            ("hello/values.yaml", values),
-        ])
-        .unwrap(),
-    )
+    let files = hello_catalog_files(url);
+    Arc::new(Catalog::from_files(files.iter().map(|(p, t)| (p.as_str(), t.as_str()))).unwrap())
 }
 
 pub fn operator(client: Client, store: &Store, catalog: Arc<Catalog>, identity: &str) -> Operator {
