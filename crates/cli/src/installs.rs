@@ -70,16 +70,6 @@ pub fn chart_label(e: &Entry) -> String {
     }
 }
 
-/// The version waiting for the window (or `stackspin app update`), if any.
-pub fn pending_version(row: &InstalledApp) -> Option<&str> {
-    let latest = row.latest_version.as_deref()?;
-    let running = row
-        .running_version
-        .as_deref()
-        .unwrap_or(&row.target_version);
-    (latest != running && latest != row.target_version).then_some(latest)
-}
-
 #[derive(Serialize)]
 struct StatusView<'a> {
     #[serde(flatten)]
@@ -213,7 +203,7 @@ pub async fn status(settings: &Settings, name: Option<&str>, json: bool) -> Resu
         .iter()
         .map(|row| StatusView {
             row,
-            pending_version: pending_version(row),
+            pending_version: row.pending_version(),
         })
         .collect();
     if json && name.is_some() {
@@ -270,7 +260,7 @@ pub async fn update(settings: &Settings, name: Option<&str>, all: bool, json: bo
             return "No apps are installed.".into();
         }
         rows.iter()
-            .map(|r| match pending_version(r) {
+            .map(|r| match r.pending_version() {
                 Some(v) => format!("{}: updating to {v} now.", r.name),
                 None => format!(
                     "{}: no update is known yet; the newest version in range is taken as \

@@ -70,8 +70,9 @@ async fn run(cli: Cli) -> Result<()> {
     let json = cli.global.json;
     match cli.command {
         Command::Serve(args) => {
-            let cluster = serve::cluster(&args, cli.global.catalog.as_deref()).await?;
-            serve::run(settings, cluster).await
+            let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
+            let cluster = serve::cluster(&args).await?;
+            serve::run(settings, cluster, catalog).await
         }
         Command::AdminCredentials => credentials::run(&settings, json).await,
         Command::User(cmd) => users::run(&settings, cmd, json).await,

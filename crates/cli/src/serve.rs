@@ -1,7 +1,6 @@
 //! `stackspin serve`: the control plane process.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -17,19 +16,19 @@ use stackspin_platform::{ClusterConfig, RawClusterConfig};
 use stackspin_storage::Store;
 
 use crate::cli::ServeArgs;
-use stackspin_web::Application;
+use stackspin_web::platform::Platform;
+use stackspin_web::{Application, ProviderOptions};
 
 /// What the operator needs when `serve` has a cluster.
 pub struct Cluster {
     client: kube::Client,
     config: ClusterConfig,
-    catalog: Arc<Catalog>,
     interval: std::time::Duration,
 }
 
 /// Connects to the cluster if there is one, and reads what the operator needs. Done before
 /// the database is touched, so a bad kubeconfig or cluster.toml stops `serve` at once.
-pub async fn cluster(args: &ServeArgs, catalog: Option<&Path>) -> Result<Option<Cluster>> {
+pub async fn cluster(args: &ServeArgs) -> Result<Option<Cluster>> {
     let Some(client) = stackspin_operator::connect(args.kubeconfig.as_deref()).await? else {
         if args.cluster_config.is_some() {
             tracing::info!("no cluster (no --kubeconfig, not in a pod): apps are only recorded");
@@ -50,12 +49,15 @@ pub async fn cluster(args: &ServeArgs, catalog: Option<&Path>) -> Result<Option<
     Ok(Some(Cluster {
         client,
         config,
-        catalog: crate::installs::load_catalog(catalog)?,
         interval: std::time::Duration::from_secs(args.operator_interval),
     }))
 }
 
-pub async fn run(settings: Settings, cluster: Option<Cluster>) -> Result<()> {
+pub async fn run(
+    settings: Settings,
+    cluster: Option<Cluster>,
+    catalog: Arc<Catalog>,
+) -> Result<()> {
     let keys = crate::platform_key::load_or_create(&settings.secret_key_file)?;
     let store = Store::connect(&settings.database)
         .await?
@@ -85,24 +87,36 @@ pub async fn run(settings: Settings, cluster: Option<Cluster>) -> Result<()> {
             let _ = stop_tx.send(true);
         }
     };
+    let mut platform = Platform::without_cluster(catalog);
     let operator = cluster.map(|c| {
+        let domain = c.config.domain.clone();
         let op = Operator::new(
             c.client,
             store.clone(),
-            c.catalog,
+            platform.catalog.clone(),
             c.config,
             OperatorSettings {
                 interval: c.interval,
                 ..OperatorSettings::default()
             },
         );
+        platform.cluster = Some(stackspin_web::platform::Cluster {
+            domain,
+            wake: op.waker(),
+        });
         let mut rx = stop_rx.clone();
         tracing::info!("app operator started");
         tokio::spawn(op.run(async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }))
     });
-    let app = Application::build(&settings, store.clone()).await;
+    let app = Application::build_full(
+        &settings,
+        store.clone(),
+        ProviderOptions::default(),
+        platform,
+    )
+    .await;
     // However the server ends (a signal, or failing to start), the operator stops with it.
     let app = match app {
         Ok(app) => app,

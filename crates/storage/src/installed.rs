@@ -127,6 +127,18 @@ fn from_row(r: Row) -> Result<InstalledApp, StorageError> {
     })
 }
 
+impl InstalledApp {
+    /// The version waiting for the maintenance window (or `stackspin app update`), if any.
+    pub fn pending_version(&self) -> Option<&str> {
+        let latest = self.latest_version.as_deref()?;
+        let running = self
+            .running_version
+            .as_deref()
+            .unwrap_or(&self.target_version);
+        (latest != running && latest != self.target_version).then_some(latest)
+    }
+}
+
 impl Store {
     /// Asks for an app. Installing one that is being uninstalled takes it back; installing
     /// one that is installed changes nothing but the subdomain and auto-update choice.

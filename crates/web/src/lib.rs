@@ -7,6 +7,7 @@
 
 mod admin;
 mod admin_apps;
+mod admin_catalog;
 pub mod api;
 mod client;
 mod dashboard;
@@ -18,6 +19,7 @@ mod metrics;
 mod mfa;
 pub mod oidc;
 mod pages;
+pub mod platform;
 mod recovery;
 mod server;
 mod session;
@@ -117,6 +119,8 @@ pub struct AppState {
     /// Where mail goes, for the settings page (never the password).
     mail_summary: Option<String>,
     mail_wake: Arc<Notify>,
+    /// The catalog, and the operator when there is a cluster.
+    pub platform: platform::Platform,
 }
 
 impl AppState {
@@ -382,6 +386,20 @@ pub fn router(state: AppState) -> Router {
             "/admin/apps/{name}/remove",
             get(admin_apps::confirm_remove).post(admin_apps::remove),
         )
+        .route("/admin/catalog", get(admin_catalog::list))
+        .route(
+            "/admin/catalog/{name}/install",
+            get(admin_catalog::confirm_install).post(admin_catalog::install),
+        )
+        .route(
+            "/admin/catalog/{name}/uninstall",
+            get(admin_catalog::confirm_uninstall).post(admin_catalog::uninstall),
+        )
+        .route(
+            "/admin/catalog/{name}/auto-update",
+            post(admin_catalog::set_updates),
+        )
+        .route("/admin/catalog/{name}/update", post(admin_catalog::update_now))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/settings", get(admin::settings))
         .route("/admin/settings/mfa", post(admin::set_mfa_policy))
@@ -493,6 +511,20 @@ impl Application {
         store: Store,
         options: ProviderOptions,
     ) -> Result<Application, WebError> {
+        let catalog = stackspin_catalog::Catalog::builtin()
+            .map_err(|e| WebError::Startup(format!("the built-in catalog: {e}")))?;
+        let platform = platform::Platform::without_cluster(Arc::new(catalog.clone()));
+        Self::build_full(settings, store, options, platform).await
+    }
+
+    /// As [`Application::build_with`], with a catalog and (when `serve` has a cluster) the
+    /// operator to wake.
+    pub async fn build_full(
+        settings: &Settings,
+        store: Store,
+        options: ProviderOptions,
+        platform: platform::Platform,
+    ) -> Result<Application, WebError> {
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -552,6 +584,7 @@ impl Application {
                 .as_ref()
                 .map(|m| format!("{}:{} ({:?}), from {}", m.host, m.port, m.security, m.from)),
             mail_wake: Arc::new(Notify::new()),
+            platform,
         };
         Ok(Application {
             listener,

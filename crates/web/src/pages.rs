@@ -689,3 +689,51 @@ struct BatchDelete<'a> {
 pub fn batch_delete_confirm(csrf: &str, ids: &[String], names: &[String]) -> Response {
     render(StatusCode::OK, &BatchDelete { csrf, ids, names })
 }
+
+#[derive(Template)]
+#[template(path = "admin_catalog.html")]
+struct AdminCatalog<'a> {
+    csrf: &'a str,
+    apps: &'a [crate::admin_catalog::CatalogRow],
+    /// The cluster's domain; `None`: no cluster is connected.
+    cluster: Option<&'a str>,
+    how_to_connect: &'a str,
+    manifests: &'a str,
+}
+
+pub fn admin_catalog(
+    csrf: &str,
+    apps: &[crate::admin_catalog::CatalogRow],
+    cluster: Option<&str>,
+    how_to_connect: &str,
+    manifests: &str,
+) -> Response {
+    render(
+        StatusCode::OK,
+        &AdminCatalog {
+            csrf,
+            apps,
+            cluster,
+            how_to_connect,
+            manifests,
+        },
+    )
+}
+
+/// A confirmation on the Manage apps page: an install carries the subdomain, an uninstall
+/// offers to purge, which needs the app's name typed.
+#[derive(Template)]
+#[template(path = "catalog_confirm.html")]
+pub struct CatalogConfirm<'a> {
+    pub csrf: &'a str,
+    pub title: &'a str,
+    pub question: &'a str,
+    pub action: &'a str,
+    pub button: &'a str,
+    pub subdomain: Option<&'a str>,
+    pub purge_name: Option<&'a str>,
+}
+
+pub fn catalog_confirm(page: CatalogConfirm<'_>) -> Response {
+    render(StatusCode::OK, &page)
+}

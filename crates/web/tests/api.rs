@@ -960,3 +960,166 @@ async fn bad_requests_get_the_documented_json_errors() {
         }
     }
 }
+
+/// Without a cluster, installs are recorded (and the catalog's rules refuse what they must);
+/// the answers say no cluster is connected, and the page offers the manifests instead.
+#[tokio::test]
+async fn the_api_installs_apps_from_the_catalog_without_a_cluster() {
+    let p = start(fast_options()).await;
+    let token = admin_token(&p).await;
+    let t = Some(token.as_str());
+    let http = reqwest::Client::new();
+    let (status, catalog) = call(&p, &http, t, Method::GET, "/api/v1/catalog", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(catalog["cluster"]["connected"], false);
+    let names: Vec<&str> = catalog["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    for app in [
+        "nextcloud",
+        "zulip",
+        "wekan",
+        "wordpress",
+        "hedgedoc",
+        "monitoring",
+    ] {
+        assert!(names.contains(&app), "{names:?}");
+    }
+    assert!(!names.contains(&"cert-manager") && !names.contains(&"loki"));
+
+    let (status, row) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/installed-apps/wekan",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{row}");
+    assert_eq!(row["state"], "pending");
+    assert_eq!(row["auto_update"], true);
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/installed-apps/wekan",
+        Some(json!({"subdomain": "boards"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, e) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/installed-apps/hedgedoc",
+        Some(json!({"subdomain": "boards"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("used by Wekan"),
+        "{e}"
+    );
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/installed-apps/hedgedoc",
+        Some(json!({"subdomain": "a.b"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/installed-apps/nope",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/installed-apps/loki",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 422);
+
+    let (status, row) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/installed-apps/wekan/auto-update",
+        Some(json!({"auto_update": false})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(row["auto_update"], false);
+    let (status, row) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/installed-apps/wekan/update",
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(row["update_now"], true);
+    let (status, list) = call(&p, &http, t, Method::GET, "/api/v1/installed-apps", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["apps"][0]["name"], "wekan");
+    assert!(list["apps"][0]["url"].is_null(), "no cluster, no address");
+    // The page says so, and offers what would be applied.
+    let admin = support::browser();
+    sign_in(&p, &admin, "root@example.org", PASSWORD).await;
+    let page = admin.get(p.url("/admin/catalog")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("No cluster is connected."), "{page}");
+    assert!(page.contains("stackspin manifests --domain DOMAIN --ip-address IP --admin-email EMAIL --apps wekan --out DIR"), "{page}");
+
+    let (status, row) = call(
+        &p,
+        &http,
+        t,
+        Method::DELETE,
+        "/api/v1/installed-apps/wekan?purge=true",
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(row["uninstalling"], true);
+    assert_eq!(row["purge"], true);
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::GET,
+        "/api/v1/installed-apps/zulip",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // Members cannot.
+    p.user("member@example.org", false).await;
+    let b = support::browser();
+    sign_in(&p, &b, "member@example.org", PASSWORD).await;
+    let resp = b.get(p.url("/api/v1/catalog")).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = b.get(p.url("/admin/catalog")).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+}

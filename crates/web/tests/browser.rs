@@ -954,3 +954,137 @@ async fn browser_admin_runs_batch_actions_access_audit_settings_and_apps() {
     }
     b.close().await;
 }
+
+/// The Manage apps page with a real operator on the test bed (its chart from a repository on
+/// loopback, the stand-in for the real chart repositories): install with a subdomain and a
+/// confirmation, the state read back from Flux until ready, the app in the launcher, then
+/// uninstall, where removing the data needs the app's name typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_admin_installs_and_uninstalls_an_app_on_the_cluster() {
+    use stackspin_testbed::platform::{hello_catalog_files, install_platform_crds};
+    use stackspin_testbed::{ChartRepo, ChartVersion, TestBed};
+    use stackspin_web::platform::{Cluster, Platform};
+
+    let bed = TestBed::get().unwrap();
+    install_platform_crds(bed).unwrap();
+    let repo = ChartRepo::serve(&[ChartVersion::new("hello", "0.1.0")])
+        .await
+        .unwrap();
+    let files = hello_catalog_files(&repo.url);
+    let catalog = std::sync::Arc::new(
+        stackspin_catalog::Catalog::from_files(files.iter().map(|(p, t)| (p.as_str(), t.as_str())))
+            .unwrap(),
+    );
+    let db = stackspin_storage::testing::TestDb::sqlite().await;
+    let config = stackspin_platform::RawClusterConfig {
+        domain: Some("example.test".into()),
+        ip_address: Some("192.0.2.10".into()),
+        admin_email: Some("admin@example.test".into()),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    let operator = stackspin_operator::Operator::new(
+        bed.client().await.unwrap(),
+        db.store.clone(),
+        catalog.clone(),
+        config,
+        stackspin_operator::Settings {
+            interval: Duration::from_secs(2),
+            lease_duration: Duration::from_secs(5),
+            ..Default::default()
+        },
+    );
+    let platform = Platform {
+        catalog,
+        cluster: Some(Cluster {
+            domain: "example.test".into(),
+            wake: operator.waker(),
+        }),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(operator.run(async move {
+        let _ = stopped.await;
+    }));
+    let p = start_full(db, Default::default(), fast_options(), platform).await;
+    p.user("root@example.org", true).await;
+
+    let b = Browser::start().await;
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+    b.click("nav-catalog").await;
+    b.wait_for_text("Connected to the cluster of example.test")
+        .await;
+    assert_eq!(b.text("state-hello").await, "Not installed");
+    b.fill("subdomain-hello", "greetings").await;
+    b.click("install-hello").await;
+    let question = b.text("confirm-question").await;
+    assert!(
+        question.contains("https://greetings.example.test/"),
+        "{question}"
+    );
+    b.click("confirm-submit").await;
+    // The state the operator reads back from Flux, shown on reload.
+    let mut seen = Vec::new();
+    for _ in 0..240 {
+        let state = b.text("state-hello").await;
+        if seen.last() != Some(&state) {
+            seen.push(state.clone());
+        }
+        if state == "Ready" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b.client.refresh().await.unwrap();
+    }
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("Ready"),
+        "states seen: {seen:?}"
+    );
+    assert_eq!(b.text("running-hello").await, "0.1.0");
+    b.wait_for_text("https://greetings.example.test/").await;
+    b.screenshot("manage-apps-installed").await;
+    assert!(b.accessibility_problems().await.is_empty());
+
+    // Installed apps are in the launcher.
+    b.click("nav-apps").await;
+    b.wait_for_text("Hello").await;
+    assert!(
+        b.client
+            .source()
+            .await
+            .unwrap()
+            .contains("https://greetings.example.test/")
+    );
+
+    // Automatic updates off, then uninstall: removing data needs the name typed.
+    b.click("nav-catalog").await;
+    b.click("pin-hello").await;
+    b.wait_for_text("Turn on automatic updates").await;
+    b.click("uninstall-hello").await;
+    b.wait_for_text("Its data (volumes) is kept").await;
+    b.click("purge").await;
+    b.fill("confirm-name", "wrong").await;
+    b.click("confirm-submit").await;
+    b.wait_for_text("type its name exactly").await;
+    b.client.goto(&p.url("/admin/catalog")).await.unwrap();
+    b.click("uninstall-hello").await;
+    b.click("purge").await;
+    b.fill("confirm-name", "hello").await;
+    b.click("confirm-submit").await;
+    let mut gone = false;
+    for _ in 0..240 {
+        if b.text("state-hello").await == "Not installed" {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b.client.refresh().await.unwrap();
+    }
+    assert!(gone, "hello was not uninstalled");
+    assert!(p.store.installed_app("hello").await.unwrap().is_none());
+    b.close().await;
+    let _ = stop.send(());
+    running.await.unwrap();
+}

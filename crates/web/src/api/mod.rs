@@ -9,6 +9,7 @@
 mod apps;
 mod audit;
 mod extract;
+mod installs;
 mod me;
 mod mfa;
 mod users;
@@ -57,6 +58,11 @@ api_routes! {
     "/apps/{name}/secret" => { post apps::rotate_secret },
     "/apps/{name}/default-role" => { put apps::set_default_role },
     "/audit" => { get audit::list },
+    "/catalog" => { get installs::catalog },
+    "/installed-apps" => { get installs::list },
+    "/installed-apps/{name}" => { get installs::show, put installs::install, delete installs::uninstall },
+    "/installed-apps/{name}/auto-update" => { put installs::set_updates },
+    "/installed-apps/{name}/update" => { post installs::update_now },
     "/me" => { get me::me },
     "/me/password" => { put me::change_password },
     "/me/mfa" => { get mfa::status, put mfa::enrol, delete mfa::remove },
@@ -95,6 +101,12 @@ impl ApiError {
         }
     }
 
+    /// Replaces the summary message (for a refusal whose one field says it all).
+    pub fn with_message(mut self, message: String) -> ApiError {
+        self.message = message;
+        self
+    }
+
     /// Invalid input, with a message per field (what a form shows next to each field).
     pub fn invalid(fields: Vec<(&str, String)>) -> ApiError {
         let mut e = ApiError::new(
@@ -113,7 +125,9 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> ApiError {
         let msg = e.to_string();
         match e {
-            StorageError::UserNotFound(_) | StorageError::AppNotFound(_) => {
+            StorageError::UserNotFound(_)
+            | StorageError::AppNotFound(_)
+            | StorageError::NotInstalled(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", msg)
             }
             StorageError::DuplicateEmail(_) => {

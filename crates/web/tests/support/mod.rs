@@ -41,12 +41,24 @@ pub async fn start(options: ProviderOptions) -> Provider {
 /// Starts a provider with extra settings (mail, for instance).
 pub async fn start_with(raw: RawSettings, options: ProviderOptions) -> Provider {
     let db = TestDb::sqlite().await;
+    let catalog = Arc::new(stackspin_catalog::Catalog::builtin().unwrap().clone());
+    let platform = stackspin_web::platform::Platform::without_cluster(catalog);
+    start_full(db, raw, options, platform).await
+}
+
+/// Starts a provider on `db` with this catalog and (when it has one) operator.
+pub async fn start_full(
+    db: TestDb,
+    raw: RawSettings,
+    options: ProviderOptions,
+    platform: stackspin_web::platform::Platform,
+) -> Provider {
     let settings = Settings::resolve(RawSettings {
         listen: Some("127.0.0.1:0".into()),
         ..raw
     })
     .unwrap();
-    let app = Application::build_with(&settings, db.store.clone(), options)
+    let app = Application::build_full(&settings, db.store.clone(), options, platform)
         .await
         .unwrap();
     let base = app.public_url().to_string();

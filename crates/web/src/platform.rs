@@ -1,0 +1,153 @@
+//! The apps Stackspin installs on its cluster, as the API and the Dashboard show and change
+//! them. The web layer only records what the admin asks for in the database and wakes the
+//! operator; it never talks to Kubernetes (the operator, in `serve`, does).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use stackspin_catalog::requests::{Taken, check_install};
+use stackspin_catalog::{AdminMapping, Catalog, ChartSource, Entry};
+use stackspin_storage::{InstalledApp, StorageError};
+use tokio::sync::Notify;
+
+use crate::AppState;
+
+/// Shown when `serve` runs without a cluster.
+pub const HOW_TO_CONNECT: &str = "Run `stackspin serve` in the cluster (the stackspin Helm \
+chart), or give it --kubeconfig FILE and --cluster-config cluster.toml. Until then installs \
+are recorded here, and `stackspin manifests` writes what would be applied.";
+
+/// What the web layer knows of the platform: the catalog, and whether an operator runs.
+#[derive(Clone)]
+pub struct Platform {
+    pub catalog: Arc<Catalog>,
+    /// `Some` when `serve` has a cluster and runs the operator.
+    pub cluster: Option<Cluster>,
+}
+
+#[derive(Clone)]
+pub struct Cluster {
+    /// The cluster's domain: apps are at SUBDOMAIN.DOMAIN.
+    pub domain: String,
+    /// Starts an operator round at once.
+    pub wake: Arc<Notify>,
+}
+
+impl Platform {
+    /// No cluster: everything is recorded and nothing applied.
+    pub fn without_cluster(catalog: Arc<Catalog>) -> Platform {
+        Platform {
+            catalog,
+            cluster: None,
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        if let Some(c) = &self.cluster {
+            c.wake.notify_one();
+        }
+    }
+
+    /// Where the app is (or will be), if the domain is known.
+    pub(crate) fn url_of(&self, entry: &Entry, subdomain: Option<&str>) -> Option<String> {
+        let domain = &self.cluster.as_ref()?.domain;
+        Some(match subdomain.unwrap_or(&entry.subdomain) {
+            "" => format!("https://{domain}/"),
+            s => format!("https://{s}.{domain}/"),
+        })
+    }
+}
+
+/// Why an install, uninstall or update was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error(transparent)]
+    Refused(#[from] stackspin_catalog::requests::RequestError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub(crate) fn chart_label(e: &Entry) -> String {
+    match &e.chart.source {
+        ChartSource::Helm { url, chart } => format!("{chart} from {url}"),
+        ChartSource::Oci { url } => url.clone(),
+    }
+}
+
+/// What the admin does about admin rights in this app, or how the app maps them.
+pub(crate) fn admin_rights(e: &Entry) -> (bool, String) {
+    match e.oidc.as_ref().map(|o| &o.admin) {
+        Some(AdminMapping::Native { how }) => (true, how.clone()),
+        Some(AdminMapping::Manual { instead }) => (false, instead.clone()),
+        None => (false, "this app has no single sign-on".into()),
+    }
+}
+
+pub(crate) fn installed_json(p: &Platform, row: &InstalledApp) -> Value {
+    let entry = p.catalog.get(&row.name);
+    json!({
+        "name": row.name,
+        "state": row.state.as_str(),
+        "reason": row.reason,
+        "subdomain": row.subdomain,
+        "url": entry.and_then(|e| p.url_of(e, row.subdomain.as_deref())),
+        "auto_update": row.auto_update,
+        "target_version": row.target_version,
+        "running_version": row.running_version,
+        "latest_version": row.latest_version,
+        "pending_version": row.pending_version(),
+        "uninstalling": !row.wanted,
+        "purge": row.purge,
+        "update_now": row.update_now,
+        "requested_at": row.requested_at.to_rfc3339(),
+        "status_at": row.status_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+pub(crate) fn entry_json(p: &Platform, e: &Entry, row: Option<&InstalledApp>) -> Value {
+    let (native, how) = admin_rights(e);
+    json!({
+        "name": e.name,
+        "title": e.title,
+        "summary": e.summary,
+        "docs": e.docs,
+        "subdomain": e.subdomain,
+        "bare_domain_allowed": e.root_domain_allowed,
+        "chart": chart_label(e),
+        "version": e.chart.version.to_string(),
+        "updates": e.chart.updates.to_string(),
+        "admin_rights": { "mapped": native, "how": how },
+        "note": e.note,
+        "installed": row.map(|r| installed_json(p, r)),
+    })
+}
+
+/// Records an install request after the catalog's checks, and wakes the operator.
+pub(crate) async fn install(
+    state: &AppState,
+    name: &str,
+    subdomain: Option<&str>,
+    auto_update: bool,
+) -> Result<InstalledApp, PlatformError> {
+    let rows = state.store.installed_apps().await?;
+    let taken: Vec<Taken> = rows
+        .iter()
+        .filter(|r| r.wanted)
+        .map(|r| Taken {
+            name: &r.name,
+            subdomain: r.subdomain.as_deref(),
+        })
+        .collect();
+    let checked = check_install(&state.platform.catalog, name, subdomain, &taken)?;
+    let row = state
+        .store
+        .request_install(
+            name,
+            checked.subdomain.as_deref(),
+            auto_update,
+            &checked.version,
+        )
+        .await?;
+    state.platform.wake();
+    Ok(row)
+}
