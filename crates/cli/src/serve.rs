@@ -36,6 +36,15 @@ pub async fn cluster(args: &ServeArgs) -> Result<Option<Cluster>> {
         return Ok(None);
     };
     let Some(path) = &args.cluster_config else {
+        // In a pod the chart may not have been given the configuration yet: serve people
+        // anyway and say what is missing. A kubeconfig given by hand without one is a mistake.
+        if args.kubeconfig.is_none() {
+            tracing::warn!(
+                "in a cluster but without a cluster configuration (operator.clusterConfig in \
+                 the chart): the operator does not run, apps are only recorded"
+            );
+            return Ok(None);
+        }
         bail!(
             "the operator needs the cluster configuration: pass --cluster-config FILE \
              (cluster.toml with domain, ip_address and admin_email)"

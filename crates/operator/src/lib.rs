@@ -86,14 +86,22 @@ pub async fn connect(
                 .await
                 .map_err(|e| OperatorError::Kube(format!("kubeconfig {}: {e}", path.display())))?
         }
-        None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => kube::Config::incluster()
-            .map_err(|e| OperatorError::Kube(format!("in-cluster configuration: {e}")))?,
+        // In a pod whose ServiceAccount token is mounted (the chart mounts it only when the
+        // operator is enabled).
+        None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+            && std::path::Path::new(SERVICE_ACCOUNT_TOKEN).exists() =>
+        {
+            kube::Config::incluster()
+                .map_err(|e| OperatorError::Kube(format!("in-cluster configuration: {e}")))?
+        }
         None => return Ok(None),
     };
     Client::try_from(config)
         .map(Some)
         .map_err(|e| OperatorError::Kube(format!("cannot build a client: {e}")))
 }
+
+const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// The pod name in a cluster, else host name and process id.
 pub fn default_identity() -> String {
