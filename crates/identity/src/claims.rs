@@ -16,6 +16,14 @@ pub fn groups(role: Role) -> Vec<&'static str> {
     }
 }
 
+/// For apps that check one access value only (HedgeDoc's `CMD_OAUTH2_ACCESS_ROLE=user`): an
+/// admin's `groups` also carries `user`, so admins are not locked out of their own app.
+pub fn admins_are_users_too(claims: &mut Map<String, Value>, role: Role) {
+    if role == Role::Admin {
+        claims.insert("groups".into(), json!(["admin", "user"]));
+    }
+}
+
 /// The person's claims released for `scopes` (OpenID Connect Core §5.4). `sub` always;
 /// `groups` always, because it carries the authorisation decision apps rely on.
 pub fn user_claims(user: &User, role: Role, scopes: &[&str]) -> Map<String, Value> {
@@ -119,6 +127,17 @@ mod tests {
         assert!(t.get("nonce").is_none());
         assert!(t["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
         assert_eq!(t["sid"], "sid1");
+    }
+
+    #[test]
+    fn admins_can_be_users_too_where_the_app_needs_it() {
+        let mut m = Map::new();
+        admins_are_users_too(&mut m, Role::Admin);
+        assert_eq!(m["groups"], json!(["admin", "user"]));
+        let mut m = Map::new();
+        m.insert("groups".into(), json!(["user"]));
+        admins_are_users_too(&mut m, Role::User);
+        assert_eq!(m["groups"], json!(["user"]));
     }
 
     #[test]

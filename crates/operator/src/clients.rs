@@ -2,10 +2,10 @@
 //! catalog entry, with the secret generated once for it (the app gets the same secret from a
 //! Secret the operator writes), removed when the app is uninstalled.
 
-use stackspin_catalog::Entry;
+use stackspin_catalog::{ClaimShape, Entry};
 use stackspin_domain::app::{parse_app_home, parse_backchannel_uri};
 use stackspin_domain::{AppName, ClientId, NewApp, RedirectUri, Role, SigningAlg, secret};
-use stackspin_storage::{StorageError, Store};
+use stackspin_storage::{GroupsClaim, StorageError, Store};
 
 /// Why an app's client could not be registered, in the admin's words.
 #[derive(Debug, thiserror::Error)]
@@ -64,11 +64,12 @@ pub async fn ensure(
 ) -> Result<(), ClientError> {
     let new = new_app(entry, host)?;
     let hash = secret::hash_secret(client_secret);
-    match store.app_by_name(&new.name).await? {
+    let id = match store.app_by_name(&new.name).await? {
         None => {
             store
                 .create_app(&new, ClientId(entry.name.clone()), Some(hash))
-                .await?;
+                .await?
+                .id
         }
         Some(existing) => {
             // Apps an admin registered by hand get random client ids; ours is the app's name.
@@ -87,7 +88,16 @@ pub async fn ensure(
             if existing.client_secret_hash.as_deref() != Some(hash.as_str()) {
                 store.set_client_secret(&new.name, &hash).await?;
             }
+            existing.id
         }
+    };
+    // The claim as the app needs it (HedgeDoc: admins are users too).
+    let shape = match entry.oidc.as_ref().map(|o| o.claim) {
+        Some(ClaimShape::RoleAndUser) => GroupsClaim::RoleAndUser,
+        _ => GroupsClaim::Role,
+    };
+    if store.groups_claim(id).await? != shape {
+        store.set_groups_claim(&new.name, shape).await?;
     }
     Ok(())
 }

@@ -19,6 +19,8 @@ pub const LEASE_NAME: &str = "stackspin-operator";
 #[derive(Clone)]
 pub struct Elector {
     api: Api<Lease>,
+    client: Client,
+    namespace: String,
     identity: String,
     duration: Duration,
 }
@@ -30,9 +32,22 @@ fn micro(t: DateTime<Utc>) -> String {
 impl Elector {
     pub fn new(client: Client, namespace: &str, identity: &str, duration: Duration) -> Self {
         Elector {
-            api: Api::namespaced(client, namespace),
+            api: Api::namespaced(client.clone(), namespace),
+            client,
+            namespace: namespace.to_string(),
             identity: identity.to_string(),
             duration,
+        }
+    }
+
+    async fn ensure_namespace(&self) -> Result<(), kube::Error> {
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let ns = serde_json::from_value(json!({"metadata": {"name": self.namespace}}))
+            .map_err(kube::Error::SerdeError)?;
+        match namespaces.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, 409) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -56,7 +71,16 @@ impl Elector {
                 },
             }))
             .map_err(kube::Error::SerdeError)?;
-            return match self.api.create(&PostParams::default(), &lease).await {
+            let created = match self.api.create(&PostParams::default(), &lease).await {
+                // On a fresh cluster the operator's namespace does not exist yet (run from a
+                // laptop with --kubeconfig; in a pod it always does): make it, then the Lease.
+                Err(e) if is_status(&e, 404) => {
+                    self.ensure_namespace().await?;
+                    self.api.create(&PostParams::default(), &lease).await
+                }
+                other => other,
+            };
+            return match created {
                 Ok(_) => Ok(true),
                 Err(e) if is_status(&e, 409) => Ok(false),
                 Err(e) => Err(e),

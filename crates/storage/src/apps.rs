@@ -5,6 +5,25 @@ use sqlx::FromRow;
 use stackspin_domain::{App, AppId, AppName, ClientId, NewApp, RedirectUri, SigningAlg};
 use uuid::Uuid;
 
+/// How an app receives the `groups` claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupsClaim {
+    /// `["admin"]` or `["user"]`.
+    #[default]
+    Role,
+    /// `["admin", "user"]` for admins: for apps that check one access value only.
+    RoleAndUser,
+}
+
+impl GroupsClaim {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupsClaim::Role => "role",
+            GroupsClaim::RoleAndUser => "role_and_user",
+        }
+    }
+}
+
 use crate::{
     StorageError, Store,
     error::on_unique,
@@ -202,6 +221,40 @@ impl Store {
         self.app_by_name(name)
             .await?
             .ok_or_else(|| StorageError::AppNotFound(name.to_string()))
+    }
+
+    /// Sets the shape of the app's `groups` claim (see [`GroupsClaim`]).
+    pub async fn set_groups_claim(
+        &self,
+        name: &AppName,
+        shape: GroupsClaim,
+    ) -> Result<(), StorageError> {
+        let n = with_writer!(self, pool => {
+            sqlx::query("UPDATE apps SET groups_claim = $1 WHERE name = $2")
+                .bind(shape.as_str())
+                .bind(name.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StorageError::AppNotFound(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The shape of the app's `groups` claim; an app removed meanwhile gets the plain one.
+    pub async fn groups_claim(&self, app: AppId) -> Result<GroupsClaim, StorageError> {
+        let shape: Option<String> = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT groups_claim FROM apps WHERE id = $1")
+                .bind(app.0)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(match shape.as_deref() {
+            Some("role_and_user") => GroupsClaim::RoleAndUser,
+            _ => GroupsClaim::Role,
+        })
     }
 
     /// Replaces a confidential client's secret (stored as its hash). The old secret stops

@@ -30,7 +30,7 @@ use sqlx::{
 use stackspin_domain::settings::DatabaseUrl;
 
 pub use accounts::{DueMail, LinkPurpose, NewLink, OutgoingMail};
-pub use apps::AppStatus;
+pub use apps::{AppStatus, GroupsClaim};
 pub use audit::{AuditEvent, AuditFilter};
 pub use directory::{UserPage, UserPageRequest, UserPatch, UserSort};
 pub use error::StorageError;

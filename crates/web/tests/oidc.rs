@@ -1036,3 +1036,42 @@ async fn password_hashes_are_upgraded_on_login() {
     }
     panic!("hash was not upgraded");
 }
+
+/// An app that checks one access value (HedgeDoc) gets `["admin", "user"]` for admins, in the
+/// ID token and from UserInfo, so its admins are not locked out; others are unchanged.
+#[tokio::test]
+async fn an_app_that_checks_one_value_gets_admins_as_users_too() {
+    let p = start(fast_options()).await;
+    p.user("ada@example.org", true).await;
+    p.user("bob@example.org", false).await;
+    let c = p.app(AppSpec::default()).await;
+    let name = AppName::parse(&c.name).unwrap();
+    p.store
+        .set_groups_claim(&name, stackspin_storage::GroupsClaim::RoleAndUser)
+        .await
+        .unwrap();
+    let ada = stackspin_domain::Email::parse("ada@example.org").unwrap();
+    p.store.set_role(&ada, &name, Role::Admin).await.unwrap();
+    for (email, groups) in [
+        ("ada@example.org", serde_json::json!(["admin", "user"])),
+        ("bob@example.org", serde_json::json!(["user"])),
+    ] {
+        let b = browser();
+        sign_in(&p, &b, email, PASSWORD).await;
+        let pk = pkce();
+        let code = get_code(&p, &b, &c, &pk).await;
+        let (_, t) = exchange(&p, &c, &code, &pk.verifier).await;
+        let id = verify_jwt(&p, t["id_token"].as_str().unwrap()).await;
+        assert_eq!(id.claims["groups"], groups, "{email}");
+        let info: Value = reqwest::Client::new()
+            .get(p.url("/userinfo"))
+            .bearer_auth(t["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["groups"], groups, "{email}");
+    }
+}

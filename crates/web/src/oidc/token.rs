@@ -111,7 +111,8 @@ async fn authorization_code(
         &grant,
         rec.nonce.as_deref(),
         &access,
-    )?;
+    )
+    .await?;
     Ok(token_response(
         state, &access, &refresh, &id_token, &rec.scope,
     ))
@@ -171,7 +172,7 @@ async fn refresh(
         auth_time: old.auth_time,
         amr: old.amr.clone(),
     };
-    let id_token = id_token(state, app, &user, role, &scopes, &grant, None, &access)?;
+    let id_token = id_token(state, app, &user, role, &scopes, &grant, None, &access).await?;
     Ok(token_response(
         state, &access, &refresh, &id_token, &old.scope,
     ))
@@ -253,7 +254,7 @@ async fn issue_pair(
 }
 
 #[allow(clippy::too_many_arguments)] // each is a distinct input of the token's claims
-fn id_token(
+async fn id_token(
     state: &AppState,
     app: &App,
     user: &User,
@@ -279,7 +280,17 @@ fn id_token(
         lifetime_secs: state.options.id_token_lifetime.num_seconds(),
         access_token: Some(access),
     };
-    let body = claims::id_token(&base, claims::user_claims(user, role, scopes));
+    let mut user_claims = claims::user_claims(user, role, scopes);
+    if state
+        .store
+        .groups_claim(app.id)
+        .await
+        .map_err(OAuthError::server)?
+        == stackspin_storage::GroupsClaim::RoleAndUser
+    {
+        claims::admins_are_users_too(&mut user_claims, role);
+    }
+    let body = claims::id_token(&base, user_claims);
     jwt::sign(&signer, None, &body).map_err(OAuthError::server)
 }
 
@@ -334,9 +345,12 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap, body: S
             return Ok(None);
         }
         let scopes: Vec<&str> = t.scope.split(' ').collect();
-        Ok::<_, stackspin_storage::StorageError>(Some(Value::Object(claims::user_claims(
-            &user, role, &scopes,
-        ))))
+        let mut info = claims::user_claims(&user, role, &scopes);
+        if state.store.groups_claim(t.app_id).await? == stackspin_storage::GroupsClaim::RoleAndUser
+        {
+            claims::admins_are_users_too(&mut info, role);
+        }
+        Ok::<_, stackspin_storage::StorageError>(Some(Value::Object(info)))
     }
     .await;
     match result {
