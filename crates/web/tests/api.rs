@@ -1123,3 +1123,90 @@ async fn the_api_installs_apps_from_the_catalog_without_a_cluster() {
     let resp = b.get(p.url("/admin/catalog")).send().await.unwrap();
     assert_eq!(resp.status(), 403);
 }
+
+/// The real catalog on the test bed: installing Wekan through the API registers its OIDC
+/// client (the operator tests check its HelmRelease and Secrets); the real chart repository
+/// cannot be reached from here, so the state is `failed` with source-controller's error, in
+/// the API and on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_whose_chart_cannot_be_fetched_shows_the_source_error() {
+    let catalog = std::sync::Arc::new(stackspin_catalog::Catalog::builtin().unwrap().clone());
+    let (p, operator) = start_with_operator(catalog).await;
+    let token = admin_token(&p).await;
+    let t = Some(token.as_str());
+    let http = reqwest::Client::new();
+    let (status, row) = call(
+        &p,
+        &http,
+        t,
+        Method::PUT,
+        "/api/v1/installed-apps/wekan",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{row}");
+    let mut last = Value::Null;
+    for _ in 0..240 {
+        let (_, row) = call(
+            &p,
+            &http,
+            t,
+            Method::GET,
+            "/api/v1/installed-apps/wekan",
+            None,
+        )
+        .await;
+        last = row;
+        if last["state"] == "failed" && !last["reason"].as_str().unwrap_or_default().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(last["state"], "failed", "{last}");
+    let reason = last["reason"].as_str().unwrap().to_owned();
+    assert!(
+        reason.contains("wekan.github.io"),
+        "the source error, not a guess: {reason}"
+    );
+    assert_eq!(last["url"], "https://wekan.example.test/");
+    let apps = p.store.list_apps().await.unwrap();
+    assert!(
+        apps.iter().any(|a| a.name.as_str() == "wekan"),
+        "its OIDC client"
+    );
+
+    let admin = support::browser();
+    sign_in(&p, &admin, "root@example.org", PASSWORD).await;
+    let page = admin
+        .get(p.url("/admin/catalog"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"reason-wekan\""), "{page}");
+    assert!(page.contains("wekan.github.io"), "{page}");
+
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::DELETE,
+        "/api/v1/installed-apps/wekan?purge=true",
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    for _ in 0..240 {
+        if p.store.installed_app("wekan").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        p.store.installed_app("wekan").await.unwrap().is_none(),
+        "uninstalled"
+    );
+    operator.stop().await;
+}

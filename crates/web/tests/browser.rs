@@ -961,12 +961,9 @@ async fn browser_admin_runs_batch_actions_access_audit_settings_and_apps() {
 /// uninstall, where removing the data needs the app's name typed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_admin_installs_and_uninstalls_an_app_on_the_cluster() {
-    use stackspin_testbed::platform::{hello_catalog_files, install_platform_crds};
-    use stackspin_testbed::{ChartRepo, ChartVersion, TestBed};
-    use stackspin_web::platform::{Cluster, Platform};
+    use stackspin_testbed::platform::hello_catalog_files;
+    use stackspin_testbed::{ChartRepo, ChartVersion};
 
-    let bed = TestBed::get().unwrap();
-    install_platform_crds(bed).unwrap();
     let repo = ChartRepo::serve(&[ChartVersion::new("hello", "0.1.0")])
         .await
         .unwrap();
@@ -975,38 +972,7 @@ async fn browser_admin_installs_and_uninstalls_an_app_on_the_cluster() {
         stackspin_catalog::Catalog::from_files(files.iter().map(|(p, t)| (p.as_str(), t.as_str())))
             .unwrap(),
     );
-    let db = stackspin_storage::testing::TestDb::sqlite().await;
-    let config = stackspin_platform::RawClusterConfig {
-        domain: Some("example.test".into()),
-        ip_address: Some("192.0.2.10".into()),
-        admin_email: Some("admin@example.test".into()),
-        ..Default::default()
-    }
-    .resolve()
-    .unwrap();
-    let operator = stackspin_operator::Operator::new(
-        bed.client().await.unwrap(),
-        db.store.clone(),
-        catalog.clone(),
-        config,
-        stackspin_operator::Settings {
-            interval: Duration::from_secs(2),
-            lease_duration: Duration::from_secs(5),
-            ..Default::default()
-        },
-    );
-    let platform = Platform {
-        catalog,
-        cluster: Some(Cluster {
-            domain: "example.test".into(),
-            wake: operator.waker(),
-        }),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(operator.run(async move {
-        let _ = stopped.await;
-    }));
-    let p = start_full(db, Default::default(), fast_options(), platform).await;
+    let (p, operator) = start_with_operator(catalog).await;
     p.user("root@example.org", true).await;
 
     let b = Browser::start().await;
@@ -1085,6 +1051,5 @@ async fn browser_admin_installs_and_uninstalls_an_app_on_the_cluster() {
     assert!(gone, "hello was not uninstalled");
     assert!(p.store.installed_app("hello").await.unwrap().is_none());
     b.close().await;
-    let _ = stop.send(());
-    running.await.unwrap();
+    operator.stop().await;
 }

@@ -536,3 +536,58 @@ pub fn link_in(mail: &str) -> String {
     let start = mail.find("http").unwrap();
     mail[start..].split_whitespace().next().unwrap().to_owned()
 }
+
+/// A running operator on the test bed, stopped (and its Lease released) by [`OperatorRun::stop`].
+pub struct OperatorRun {
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl OperatorRun {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.running.await.unwrap();
+    }
+}
+
+/// A provider whose Manage apps page and API drive a real operator on the test bed, for the
+/// cluster `example.test`, with this catalog.
+pub async fn start_with_operator(
+    catalog: Arc<stackspin_catalog::Catalog>,
+) -> (Provider, OperatorRun) {
+    let bed = stackspin_testbed::TestBed::get().unwrap();
+    stackspin_testbed::platform::install_platform_crds(bed).unwrap();
+    let db = TestDb::sqlite().await;
+    let config = stackspin_platform::RawClusterConfig {
+        domain: Some("example.test".into()),
+        ip_address: Some("192.0.2.10".into()),
+        admin_email: Some("admin@example.test".into()),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    let operator = stackspin_operator::Operator::new(
+        bed.client().await.unwrap(),
+        db.store.clone(),
+        catalog.clone(),
+        config,
+        stackspin_operator::Settings {
+            interval: std::time::Duration::from_secs(2),
+            lease_duration: std::time::Duration::from_secs(5),
+            ..Default::default()
+        },
+    );
+    let platform = stackspin_web::platform::Platform {
+        catalog,
+        cluster: Some(stackspin_web::platform::Cluster {
+            domain: "example.test".into(),
+            wake: operator.waker(),
+        }),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(operator.run(async move {
+        let _ = stopped.await;
+    }));
+    let p = start_full(db, RawSettings::default(), fast_options(), platform).await;
+    (p, OperatorRun { stop, running })
+}
