@@ -670,3 +670,13 @@ impl Chart {
         format!("{}{version}", self.version_prefix)
     }
 }
+
+impl Entry {
+    /// Where the chart comes from, in one line for people.
+    pub fn chart_label(&self) -> String {
+        match &self.chart.source {
+            ChartSource::Helm { url, chart } => format!("{chart} from {url}"),
+            ChartSource::Oci { url } => url.clone(),
+        }
+    }
+}

@@ -193,7 +193,7 @@ pub async fn run(
 
 /// Records a client change made from the command line (a failure to record only warns: the
 /// change itself has happened).
-async fn record(store: &stackspin_storage::Store, kind: &str, app: &str) {
+pub(crate) async fn record(store: &stackspin_storage::Store, kind: &str, app: &str) {
     let mut e = stackspin_storage::AuditEvent::new(kind);
     e.actor = Some("cli".into());
     e.app = Some(app.to_owned());

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use stackspin_catalog::requests::{Taken, check_install};
-use stackspin_catalog::{AdminMapping, Catalog, ChartSource, Entry};
+use stackspin_catalog::{AdminMapping, Catalog, Entry};
 use stackspin_domain::settings::Settings;
-use stackspin_storage::{InstalledApp, Store};
+use stackspin_storage::InstalledApp;
 
+use crate::apps::record;
 use crate::{open_existing_store, output};
 
 /// The catalog `serve` and these commands use: the built-in one, or a folder given with
@@ -62,14 +63,6 @@ struct CatalogView<'a> {
     installed: Option<&'a InstalledApp>,
 }
 
-/// Where the chart comes from, in one string.
-pub fn chart_label(e: &Entry) -> String {
-    match &e.chart.source {
-        ChartSource::Helm { url, chart } => format!("{chart} from {url}"),
-        ChartSource::Oci { url } => url.clone(),
-    }
-}
-
 #[derive(Serialize)]
 struct StatusView<'a> {
     #[serde(flatten)]
@@ -91,7 +84,7 @@ pub async fn catalog(settings: &Settings, catalog: &Catalog, json: bool) -> Resu
             summary: &e.summary,
             docs: &e.docs,
             subdomain: &e.subdomain,
-            chart: chart_label(e),
+            chart: e.chart_label(),
             version: e.chart.version.to_string(),
             updates: e.chart.updates.to_string(),
             admin_rights: e.oidc.as_ref().map(|o| &o.admin),
@@ -296,13 +289,4 @@ pub async fn auto_update(settings: &Settings, name: &str, on: bool, json: bool) 
             )
         }
     })
-}
-
-async fn record(store: &Store, kind: &str, app: &str) {
-    let mut e = stackspin_storage::AuditEvent::new(kind);
-    e.actor = Some("cli".into());
-    e.app = Some(app.to_owned());
-    if let Err(err) = store.record_audit(&e).await {
-        tracing::warn!(error = %err, "cannot record audit event");
-    }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use stackspin_catalog::Entry;
 use stackspin_storage::{AuditEvent, InstalledApp};
 
-use crate::platform::{self, PlatformError, admin_rights, chart_label};
+use crate::platform::{self, PlatformError, admin_rights};
 use crate::{AppState, admin::require_admin, pages, session};
 
 const PAGE: &str = "/admin/catalog";
@@ -89,7 +89,7 @@ fn row(state: &AppState, e: &Entry, installed: Option<&InstalledApp>) -> Catalog
         title: e.title.clone(),
         summary: e.summary.clone(),
         docs: e.docs.clone(),
-        chart: chart_label(e),
+        chart: e.chart_label(),
         version: e.chart.version.to_string(),
         default_subdomain: e.subdomain.clone(),
         admin_mapped,

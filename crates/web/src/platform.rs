@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use stackspin_catalog::requests::{Taken, check_install};
-use stackspin_catalog::{AdminMapping, Catalog, ChartSource, Entry};
+use stackspin_catalog::{AdminMapping, Catalog, Entry};
 use stackspin_storage::{InstalledApp, StorageError};
 use tokio::sync::Notify;
 
@@ -67,13 +67,6 @@ pub enum PlatformError {
     Storage(#[from] StorageError),
 }
 
-pub(crate) fn chart_label(e: &Entry) -> String {
-    match &e.chart.source {
-        ChartSource::Helm { url, chart } => format!("{chart} from {url}"),
-        ChartSource::Oci { url } => url.clone(),
-    }
-}
-
 /// What the admin does about admin rights in this app, or how the app maps them.
 pub(crate) fn admin_rights(e: &Entry) -> (bool, String) {
     match e.oidc.as_ref().map(|o| &o.admin) {
@@ -113,7 +106,7 @@ pub(crate) fn entry_json(p: &Platform, e: &Entry, row: Option<&InstalledApp>) ->
         "docs": e.docs,
         "subdomain": e.subdomain,
         "bare_domain_allowed": e.root_domain_allowed,
-        "chart": chart_label(e),
+        "chart": e.chart_label(),
         "version": e.chart.version.to_string(),
         "updates": e.chart.updates.to_string(),
         "admin_rights": { "mapped": native, "how": how },
