@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use stackspin_catalog::requests::{Taken, check_install};
 use stackspin_catalog::{AdminMapping, Catalog, Entry};
 use stackspin_domain::settings::Settings;
 use stackspin_storage::InstalledApp;
+use stackspin_web::platform::request_install;
 
 use crate::apps::record;
 use crate::{open_existing_store, output};
@@ -127,27 +127,19 @@ pub async fn install(
     json: bool,
 ) -> Result<()> {
     let store = open_existing_store(settings).await?;
-    let rows = store.installed_apps().await?;
-    let taken: Vec<Taken> = rows
-        .iter()
-        .filter(|r| r.wanted)
-        .map(|r| Taken {
-            name: &r.name,
-            subdomain: r.subdomain.as_deref(),
-        })
-        .collect();
-    let checked = check_install(catalog, name, subdomain, &taken)?;
-    let row = store
-        .request_install(name, checked.subdomain.as_deref(), !pin, &checked.version)
-        .await?;
+    let row = request_install(&store, catalog, name, subdomain, !pin).await?;
+    // Checked installable above, so the entry is there.
+    let Some(entry) = catalog.get(name) else {
+        bail!("{name} is not in the catalog");
+    };
     record(&store, "app.install", name).await;
     output::emit(json, &row, || {
         format!(
             "Asked to install {} {} on {}. `stackspin serve` installs it when it has a cluster; \
              `stackspin app status {}` follows it.",
-            checked.entry.title,
+            entry.title,
             row.target_version,
-            label(checked.entry, row.subdomain.as_deref()),
+            label(entry, row.subdomain.as_deref()),
             name
         )
     })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use stackspin_catalog::requests::{Taken, check_install};
 use stackspin_catalog::{AdminMapping, Catalog, Entry};
-use stackspin_storage::{InstalledApp, StorageError};
+use stackspin_storage::{InstalledApp, StorageError, Store};
 use tokio::sync::Notify;
 
 use crate::AppState;
@@ -115,14 +115,16 @@ pub(crate) fn entry_json(p: &Platform, e: &Entry, row: Option<&InstalledApp>) ->
     })
 }
 
-/// Records an install request after the catalog's checks, and wakes the operator.
-pub(crate) async fn install(
-    state: &AppState,
+/// Records an install request after the catalog's checks (installable, subdomain free); the
+/// one path for the CLI, the API and the Dashboard.
+pub async fn request_install(
+    store: &Store,
+    catalog: &Catalog,
     name: &str,
     subdomain: Option<&str>,
     auto_update: bool,
 ) -> Result<InstalledApp, PlatformError> {
-    let rows = state.store.installed_apps().await?;
+    let rows = store.installed_apps().await?;
     let taken: Vec<Taken> = rows
         .iter()
         .filter(|r| r.wanted)
@@ -131,16 +133,32 @@ pub(crate) async fn install(
             subdomain: r.subdomain.as_deref(),
         })
         .collect();
-    let checked = check_install(&state.platform.catalog, name, subdomain, &taken)?;
-    let row = state
-        .store
+    let checked = check_install(catalog, name, subdomain, &taken)?;
+    Ok(store
         .request_install(
             name,
             checked.subdomain.as_deref(),
             auto_update,
             &checked.version,
         )
-        .await?;
+        .await?)
+}
+
+/// As [`request_install`], then wakes the operator.
+pub(crate) async fn install(
+    state: &AppState,
+    name: &str,
+    subdomain: Option<&str>,
+    auto_update: bool,
+) -> Result<InstalledApp, PlatformError> {
+    let row = request_install(
+        &state.store,
+        &state.platform.catalog,
+        name,
+        subdomain,
+        auto_update,
+    )
+    .await?;
     state.platform.wake();
     Ok(row)
 }
