@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use crate::CONTROL_PLANE;
 use crate::CatalogError;
 use crate::template::{self, Template};
 
@@ -37,8 +38,10 @@ pub struct Chart {
     pub version_prefix: String,
     /// The versions taken by automatic updates.
     pub updates: semver::VersionReq,
-    /// The folder of the chart's default values this entry is checked against.
-    pub defaults: String,
+    /// The folder of the chart's default values this entry is checked against; `None` for a
+    /// generic chart whose values are all maps keyed by the entry's own names (then every
+    /// path the entry sets lies under `free_form`).
+    pub defaults: Option<String>,
     /// Values paths under which any key is allowed (maps the chart passes through, such as
     /// annotations, config files or environment variables).
     pub free_form: Vec<String>,
@@ -177,6 +180,10 @@ pub struct Entry {
     pub secret_keys: Vec<SecretKey>,
     pub volumes: Vec<Volume>,
     pub requests: Requests,
+    /// The parts whose host or Secret the templates name (`part.<name>.*`); checked against
+    /// the catalog when it loads.
+    #[serde(skip)]
+    pub parts_used: Vec<String>,
     /// The values template, from `values.yaml`.
     #[serde(skip)]
     pub values: Template,
@@ -222,7 +229,7 @@ struct RawChart {
     oci: Option<String>,
     version: String,
     updates: String,
-    defaults: String,
+    defaults: Option<String>,
     #[serde(default)]
     free_form: Vec<String>,
     #[serde(default)]
@@ -368,6 +375,13 @@ pub(crate) fn load(
         ));
     }
 
+    if raw.chart.defaults.is_none() && raw.chart.free_form.is_empty() {
+        return Err(bad(
+            "chart.defaults",
+            "is required unless chart.free_form names every values map the entry sets".into(),
+        ));
+    }
+
     let values_file = format!("catalog/{folder}/values.yaml");
     let values = Template::parse(&values_file, values_yaml)?;
     values
@@ -485,6 +499,14 @@ pub(crate) fn load(
                 format!("{what} uses mail settings, so it needs when = \"mail\""),
             ));
         }
+        // The cluster configuration holds the SMTP password and the backup store's key: only
+        // the control plane, which reads it, may receive it.
+        if value.uses("cluster_config") && raw.name != CONTROL_PLANE {
+            return Err(bad(
+                &format!("{field}.value"),
+                format!("only the {CONTROL_PLANE} entry may use ${{cluster_config}}"),
+            ));
+        }
         if value.uses_oidc() && oidc.is_none() {
             return Err(bad(
                 &format!("{field}.value"),
@@ -549,18 +571,31 @@ pub(crate) fn load(
             .map(|_| "ingress.annotations".to_string()),
     };
 
+    let mut parts_used: Vec<String> = values.part_names();
+    if let Some(m) = &mail_values {
+        parts_used.extend(m.part_names());
+    }
+    for v in secret_values.iter().map(|v| &v.value) {
+        parts_used.extend(v.part_names());
+    }
+    for k in secret_keys.iter().map(|k| &k.value) {
+        parts_used.extend(k.part_names());
+    }
+    parts_used.sort();
+    parts_used.dedup();
+
     let mut volumes = Vec::new();
     for v in raw.volumes {
         if let Some(path) = &v.labels_path {
             let label = values
                 .get(path)
                 .and_then(|m| m.get(crate::BACKUP_SET_LABEL));
-            if label.and_then(|l| l.as_str()) != Some("${app}") {
+            if label.and_then(|l| l.as_str()) != Some("${backup_set}") {
                 return Err(CatalogError::Invalid {
                     file: values_file.clone(),
                     field: path.clone(),
                     message: format!(
-                        "volume {:?} needs {}: ${{app}} here",
+                        "volume {:?} needs {}: ${{backup_set}} here",
                         v.name,
                         crate::BACKUP_SET_LABEL
                     ),
@@ -612,6 +647,7 @@ pub(crate) fn load(
             cpu: raw.requests.cpu,
             memory: raw.requests.memory,
         },
+        parts_used,
         values,
         mail_values,
     })

@@ -25,6 +25,9 @@ pub use render::{MailContext, RenderContext, RenderError, Rendered};
 /// The label every persistent volume of an app carries; the seed's restore procedure (and
 /// ours) selects an app's data by it.
 pub const BACKUP_SET_LABEL: &str = "stackspin.net/backupSet";
+/// The control plane's own entry: the OIDC issuer, and the only one given the cluster's
+/// configuration.
+pub const CONTROL_PLANE: &str = "stackspin";
 
 mod files {
     include!(concat!(env!("OUT_DIR"), "/files.rs"));
@@ -129,6 +132,15 @@ impl Catalog {
                         file,
                         field: "depends_on".into(),
                         message: format!("{dep:?} is not in the catalog"),
+                    });
+                }
+            }
+            for part in &e.parts_used {
+                if self.get(part).and_then(|p| p.part_of.as_deref()) != Some(e.name.as_str()) {
+                    return Err(CatalogError::Invalid {
+                        file: format!("catalog/{}/values.yaml", e.name),
+                        field: format!("part.{part}"),
+                        message: format!("{part:?} is not a part of {}", e.name),
                     });
                 }
             }

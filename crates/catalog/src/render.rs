@@ -48,6 +48,10 @@ pub struct RenderContext<'a> {
     pub mail: Option<&'a MailContext>,
     /// The entry's generated secrets by name.
     pub secrets: &'a BTreeMap<String, String>,
+    /// The host of each of the entry's parts (Onlyoffice's for Nextcloud), by part name.
+    pub parts: &'a BTreeMap<String, String>,
+    /// The cluster's configuration as `cluster.toml` text, for the control plane's entry only.
+    pub cluster_config: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -75,10 +79,15 @@ impl std::fmt::Debug for Rendered {
     }
 }
 
+/// The Secret holding an entry's `secret_keys`, by entry name.
+pub fn secret_name(app: &str) -> String {
+    format!("stackspin-{app}-secrets")
+}
+
 impl Entry {
     /// The Secret that holds this entry's `secret_keys`, created by the platform.
     pub fn secret_name(&self) -> String {
-        format!("stackspin-{}-secrets", self.name)
+        secret_name(&self.name)
     }
 
     /// Renders the values for one cluster. Secret values go in their own document, shaped as
@@ -90,6 +99,22 @@ impl Entry {
         };
         let mut vars = Vars::default();
         vars.set("app", self.name.as_str());
+        // A part's volumes are backed up and restored with its whole.
+        vars.set(
+            "backup_set",
+            self.part_of.as_deref().unwrap_or(self.name.as_str()),
+        );
+        for (part, host) in ctx.parts {
+            vars.set(&format!("part.{part}.host"), host.as_str());
+            vars.set(&format!("part.{part}.url"), format!("https://{host}"));
+            vars.set(&format!("part.{part}.secret_name"), secret_name(part));
+        }
+        if let Some(text) = ctx
+            .cluster_config
+            .filter(|_| self.name == crate::CONTROL_PLANE)
+        {
+            vars.set("cluster_config", text);
+        }
         vars.set("namespace", ctx.namespace);
         vars.set("domain", ctx.domain);
         vars.set("host", ctx.host);

@@ -14,6 +14,7 @@ use crate::CatalogError;
 /// through a Secret (`secret_values`), never through the values in the HelmRelease.
 pub const VALUE_PLACEHOLDERS: &[&str] = &[
     "app",
+    "backup_set",
     "namespace",
     "domain",
     "host",
@@ -39,7 +40,22 @@ pub const VALUE_PLACEHOLDERS: &[&str] = &[
 ];
 
 /// Placeholders only a secret value may use, besides `secret.<name>`.
-pub const SECRET_PLACEHOLDERS: &[&str] = &["oidc.client_secret", "mail.password", "mail.url"];
+pub const SECRET_PLACEHOLDERS: &[&str] = &[
+    "oidc.client_secret",
+    "mail.password",
+    "mail.url",
+    "cluster_config",
+];
+
+/// What a whole may know of each of its parts (Nextcloud of Onlyoffice): `part.<name>.<what>`.
+pub const PART_PLACEHOLDERS: &[&str] = &["host", "url", "secret_name"];
+
+/// The part a `part.<name>.<what>` placeholder names, if it is one.
+pub fn part_of_placeholder(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("part.")?;
+    let (part, what) = rest.split_once('.')?;
+    (!part.is_empty() && PART_PLACEHOLDERS.contains(&what)).then_some(part)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template(Value);
@@ -108,7 +124,8 @@ impl Template {
                 Err(message) => problem = Some((path.to_string(), message)),
                 Ok(names) => {
                     for name in names {
-                        let is_value = VALUE_PLACEHOLDERS.contains(&name.as_str());
+                        let is_value = VALUE_PLACEHOLDERS.contains(&name.as_str())
+                            || part_of_placeholder(&name).is_some();
                         let is_secret = SECRET_PLACEHOLDERS.contains(&name.as_str())
                             || name.strip_prefix("secret.").is_some_and(|n| !n.is_empty());
                         if is_secret && !secrets_allowed {
@@ -144,6 +161,18 @@ impl Template {
             .into_iter()
             .filter_map(|n| n.strip_prefix("secret.").map(str::to_string))
             .collect()
+    }
+
+    /// The parts this template reads (`part.<name>.*`).
+    pub(crate) fn part_names(&self) -> Vec<String> {
+        self.names()
+            .iter()
+            .filter_map(|n| part_of_placeholder(n).map(str::to_string))
+            .collect()
+    }
+
+    pub(crate) fn uses(&self, placeholder: &str) -> bool {
+        self.names().iter().any(|n| n == placeholder)
     }
 
     pub(crate) fn uses_mail(&self) -> bool {

@@ -59,8 +59,19 @@ fn mail() -> MailContext {
     }
 }
 
+/// A cluster configuration as the platform would hand it to the control plane; its secret
+/// lines must end up in the secret values only.
+const CLUSTER_TOML: &str = "domain = \"example.org\"\noutgoing_mail_smtp_password = \"fixture-mail-password\"\nbackup_s3_aws_secret_access_key = \"fixture-s3-key\"\n";
+
 fn render(entry: &Entry, mail: Option<&MailContext>) -> stackspin_catalog::Rendered {
     let secrets = secrets_for(entry);
+    let catalog = Catalog::builtin().expect("the catalog loads");
+    let parts: BTreeMap<String, String> = catalog
+        .entries()
+        .iter()
+        .filter(|p| p.part_of.as_deref() == Some(entry.name.as_str()) && !p.subdomain.is_empty())
+        .map(|p| (p.name.clone(), format!("{}.example.org", p.subdomain)))
+        .collect();
     let host = if entry.subdomain.is_empty() {
         "example.org".to_string()
     } else {
@@ -81,6 +92,8 @@ fn render(entry: &Entry, mail: Option<&MailContext>) -> stackspin_catalog::Rende
         client_secret: entry.oidc.as_ref().map(|_| "fixture-oidc-client-secret"),
         mail,
         secrets: &secrets,
+        parts: &parts,
+        cluster_config: Some(CLUSTER_TOML),
     };
     entry
         .render(&ctx)
@@ -130,12 +143,18 @@ fn every_values_key_exists_in_the_charts_defaults() {
     let catalog = Catalog::builtin().expect("the catalog loads");
     let mut problems = Vec::new();
     for entry in catalog.entries() {
-        let defaults = chart_defaults(&entry.chart.defaults);
+        // Without defaults (a generic chart), every path must lie under a free-form map.
+        let defaults = entry
+            .chart
+            .defaults
+            .as_deref()
+            .map_or(Value::Null, chart_defaults);
         let rendered = render(entry, Some(&mail()));
         let mut paths = Vec::new();
         leaf_paths(&rendered.values, &mut Vec::new(), &mut paths);
         leaf_paths(&rendered.secret_values, &mut Vec::new(), &mut paths);
-        for path in paths {
+        // An empty document (no secret values) yields the empty path: nothing is set.
+        for path in paths.into_iter().filter(|p| !p.is_empty()) {
             if entry.chart.free_form.iter().any(|f| under(&path, f)) {
                 continue;
             }
@@ -149,14 +168,18 @@ fn every_values_key_exists_in_the_charts_defaults() {
                     let depth = stackspin_catalog::template::split_path(prefix).len();
                     known(&chart_defaults(chart), &path[depth..]) || known(&defaults, &path)
                 }
-                None => known(&defaults, &path),
+                None => !defaults.is_null() && known(&defaults, &path),
             };
             if !ok {
                 problems.push(format!(
                     "{}: {} is not in chart {}'s default values",
                     entry.name,
                     path.join("."),
-                    entry.chart.defaults
+                    entry
+                        .chart
+                        .defaults
+                        .as_deref()
+                        .unwrap_or("(none: free-form only)")
                 ));
             }
         }
@@ -207,7 +230,11 @@ fn no_secret_reaches_the_plain_values() {
         for secret in secrets_for(entry).values() {
             assert!(!plain.contains(secret.as_str()), "{}: {secret}", entry.name);
         }
-        for secret in ["fixture-oidc-client-secret", "fixture-mail-password"] {
+        for secret in [
+            "fixture-oidc-client-secret",
+            "fixture-mail-password",
+            "fixture-s3-key",
+        ] {
             assert!(
                 !plain.contains(secret),
                 "{}: {secret} in values",
@@ -297,6 +324,21 @@ fn bad_entries_are_refused_naming_the_file_and_field() {
             "a: 1\n",
             "depends_on",
         ),
+        (
+            GOOD.to_string(),
+            "a: ${part.ghost.host}\n",
+            "not a part of demo",
+        ),
+        (
+            format!("{GOOD}\n[[secret_values]]\npath = \"c\"\nvalue = \"${{cluster_config}}\"\n"),
+            "a: 1\n",
+            "only the stackspin entry",
+        ),
+        (
+            GOOD.replace("defaults = \"demo\"\n", ""),
+            "a: 1\n",
+            "chart.defaults",
+        ),
     ];
     for (toml, values, expected) in cases {
         let err = load_one(&toml, values).expect_err(expected);
@@ -304,4 +346,89 @@ fn bad_entries_are_refused_naming_the_file_and_field() {
         assert!(err.contains(expected), "{expected:?} in {err}");
         assert!(!err.contains('\n'), "one line: {err}");
     }
+}
+
+/// Entries on bjw-s's app-template name their own controllers, services, ingresses and
+/// volumes; the chart's schema checks the shapes at install, this checks that the names
+/// refer to each other, which no schema does.
+#[test]
+fn app_template_entries_refer_to_their_own_names() {
+    let catalog = Catalog::builtin().expect("the catalog loads");
+    let mut seen = 0;
+    for entry in catalog.entries() {
+        let stackspin_catalog::ChartSource::Oci { url } = &entry.chart.source else {
+            continue;
+        };
+        if !url.ends_with("/app-template") {
+            continue;
+        }
+        seen += 1;
+        let v = render(entry, None).values;
+        let keys = |section: &str| -> Vec<String> {
+            v[section]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let controllers = keys("controllers");
+        let services = keys("service");
+        assert!(!controllers.is_empty(), "{}: no controllers", entry.name);
+        for c in &controllers {
+            let containers = v["controllers"][c]["containers"].as_object();
+            assert!(
+                containers.is_some_and(|m| !m.is_empty()),
+                "{}: controller {c} has no containers",
+                entry.name
+            );
+            for (name, container) in containers.into_iter().flatten() {
+                let image = &container["image"];
+                assert!(
+                    image["repository"].is_string() && image["tag"].is_string(),
+                    "{}: container {name} needs an image repository and a pinned tag",
+                    entry.name
+                );
+            }
+        }
+        for s in &services {
+            let controller = v["service"][s]["controller"].as_str().unwrap_or_default();
+            assert!(
+                controllers.iter().any(|c| c == controller),
+                "{}: service {s} names controller {controller:?}",
+                entry.name
+            );
+        }
+        for (name, ingress) in v["ingress"].as_object().into_iter().flatten() {
+            for host in ingress["hosts"].as_array().into_iter().flatten() {
+                assert_eq!(host["host"], format!("{}.example.org", entry.subdomain));
+                for path in host["paths"].as_array().into_iter().flatten() {
+                    let id = path["service"]["identifier"].as_str().unwrap_or_default();
+                    let port = path["service"]["port"].as_str().unwrap_or_default();
+                    assert!(
+                        services.iter().any(|s| s == id),
+                        "{}: ingress {name} points at service {id:?}",
+                        entry.name
+                    );
+                    assert!(
+                        v["service"][id]["ports"][port].is_object(),
+                        "{}: ingress {name} points at port {port:?} of {id}",
+                        entry.name
+                    );
+                }
+            }
+        }
+        for (name, volume) in v["persistence"].as_object().into_iter().flatten() {
+            assert!(
+                volume["globalMounts"]
+                    .as_array()
+                    .is_some_and(|m| !m.is_empty())
+                    || volume["advancedMounts"].is_object(),
+                "{}: volume {name} is mounted nowhere",
+                entry.name
+            );
+        }
+    }
+    assert!(
+        seen > 0,
+        "the catalog has an app-template entry (Onlyoffice)"
+    );
 }

@@ -107,7 +107,8 @@ fn the_acceptance_flags_write_a_tree_that_kustomize_builds_and_a_rerun_repeats()
         );
         let yaml = String::from_utf8_lossy(&built.stdout);
         if sub == "out" {
-            assert_eq!(yaml.matches("\nkind: HelmRelease\n").count(), 10, "{yaml}");
+            // Two core entries, six apps, Onlyoffice with Nextcloud, two monitoring parts.
+            assert_eq!(yaml.matches("\nkind: HelmRelease\n").count(), 11, "{yaml}");
         } else {
             assert_eq!(yaml.matches("\nkind: ClusterIssuer\n").count(), 2);
         }
@@ -249,4 +250,121 @@ fn help_works_without_a_cluster() {
     let out = run(dir.path(), &["manifests", "--help"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--secrets"));
+}
+
+/// One value of a Secret or ConfigMap file of the tree, decoded.
+fn data_value(file: &Path, key: &str) -> String {
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let raw = doc["data"][key].as_str().unwrap().to_string();
+    if doc["kind"] == "Secret" {
+        use base64::Engine as _;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .unwrap(),
+        )
+        .unwrap()
+    } else {
+        raw
+    }
+}
+
+/// The control plane's chart, rendered by Helm with the values the tree gives it, holds the
+/// cluster's settings in a Secret it mounts; the control plane started with that file renders
+/// itself the same again (so its operator does not restart it in a loop), and apps are not in
+/// it (they are its database's business).
+#[test]
+fn the_control_plane_chart_carries_the_cluster_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cluster.toml"),
+        "domain = \"example.org\"\nip_address = \"192.0.2.10\"\nadmin_email = \"admin@example.org\"\n\
+         outgoing_mail_enabled = true\noutgoing_mail_from_address = \"noreply@example.org\"\n\
+         outgoing_mail_smtp_host = \"smtp.example.org\"\noutgoing_mail_smtp_password = \"fixture-mail-password\"\n\
+         backup_s3_url = \"https://s3.example.net\"\nbackup_s3_bucket = \"b\"\n\
+         backup_s3_aws_access_key_id = \"id\"\nbackup_s3_aws_secret_access_key = \"fixture-s3-secret\"\n\
+         maintenance_window = \"01:00-03:30\"\ntime_zone = \"Europe/Amsterdam\"\napps = [\"hedgedoc\"]\n",
+    )
+    .unwrap();
+    let manifests = |config: &str, out: &str| {
+        let o = run(
+            dir.path(),
+            &[
+                "--config",
+                config,
+                "manifests",
+                "--out",
+                out,
+                "--secrets",
+                "s.toml",
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    manifests("cluster.toml", "o");
+    let values = data_value(
+        &dir.path()
+            .join("o/stackspin/configmap-stackspin-stackspin-values.yaml"),
+        "values.yaml",
+    );
+    let secret_file = dir
+        .path()
+        .join("o/stackspin/secret-stackspin-stackspin-secret-values.yaml");
+    let secret_values = data_value(&secret_file, "values.yaml");
+    assert!(
+        !values.contains("fixture-s3-secret"),
+        "the plain values hold no secret"
+    );
+    std::fs::write(dir.path().join("v.yaml"), values).unwrap();
+    std::fs::write(dir.path().join("sv.yaml"), secret_values).unwrap();
+
+    let helm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/testbed/bin/helm");
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../charts/stackspin");
+    let rendered = Command::new(&helm)
+        .args(["template", "stackspin"])
+        .arg(&chart)
+        .args(["--namespace", "stackspin", "-f", "v.yaml", "-f", "sv.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("helm runs (the test bed builds it: scripts/testbed build)");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let rendered = String::from_utf8(rendered.stdout).unwrap();
+    let mut cluster_toml = None;
+    let mut mounted = false;
+    for doc in rendered.split("\n---") {
+        let Ok(v) = serde_saphyr::from_str::<serde_json::Value>(doc) else {
+            continue;
+        };
+        if v["kind"] == "Secret" && v["metadata"]["name"] == "stackspin-cluster" {
+            cluster_toml = v["stringData"]["cluster.toml"].as_str().map(str::to_string);
+        }
+        if v["kind"] == "Deployment" {
+            let text = v.to_string();
+            mounted =
+                text.contains("stackspin-cluster") && text.contains("STACKSPIN_CLUSTER_CONFIG");
+        }
+    }
+    let cluster_toml = cluster_toml.expect("the chart renders the cluster Secret");
+    assert!(mounted, "the Deployment mounts it: {rendered}");
+    assert!(cluster_toml.contains("fixture-s3-secret"));
+    assert!(cluster_toml.contains("maintenance_window = \"01:00-03:30\""));
+    assert!(cluster_toml.contains("Europe/Amsterdam"));
+    assert!(!cluster_toml.contains("hedgedoc"), "{cluster_toml}");
+
+    std::fs::write(dir.path().join("in-cluster.toml"), &cluster_toml).unwrap();
+    manifests("in-cluster.toml", "o2");
+    assert_eq!(
+        std::fs::read_to_string(&secret_file).unwrap(),
+        std::fs::read_to_string(
+            dir.path()
+                .join("o2/stackspin/secret-stackspin-stackspin-secret-values.yaml")
+        )
+        .unwrap(),
+        "the control plane renders itself the same from what it was given"
+    );
 }

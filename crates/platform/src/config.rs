@@ -119,6 +119,38 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// The cluster-wide settings as `cluster.toml` text, without the apps: what the control
+    /// plane in the cluster is started with. Which apps run is its database's business there,
+    /// so installing one does not change this text (nor restart the control plane).
+    pub fn settings_toml(&self) -> Result<String, PlatformError> {
+        let mail = self.mail.as_ref();
+        let s3 = self.backup_s3.as_ref();
+        let raw = RawClusterConfig {
+            domain: Some(self.domain.clone()),
+            ip_address: Some(self.ip_address.to_string()),
+            admin_email: Some(self.admin_email.clone()),
+            outgoing_mail_enabled: Some(mail.is_some()),
+            outgoing_mail_from_address: mail.map(|m| m.from_address.clone()),
+            outgoing_mail_smtp_host: mail.map(|m| m.smtp_host.clone()),
+            outgoing_mail_smtp_port: mail.map(|m| m.smtp_port),
+            outgoing_mail_smtp_user: mail.and_then(|m| m.smtp_user.clone()),
+            outgoing_mail_smtp_password: mail.and_then(|m| m.smtp_password.clone()),
+            outgoing_mail_smtp_security: mail.map(|m| m.security.clone()),
+            backup_s3_url: s3.map(|b| b.url.clone()),
+            backup_s3_bucket: s3.map(|b| b.bucket.clone()),
+            backup_s3_region: s3.map(|b| b.region.clone()),
+            backup_s3_prefix: s3.map(|b| b.prefix.clone()),
+            backup_s3_aws_access_key_id: s3.map(|b| b.access_key_id.clone()),
+            backup_s3_aws_secret_access_key: s3.map(|b| b.secret_access_key.clone()),
+            acme: Some(self.acme),
+            maintenance_window: Some(self.maintenance_window.to_string()),
+            time_zone: Some(self.time_zone.clone()),
+            apps: None,
+            app: BTreeMap::new(),
+        };
+        toml::to_string(&raw).map_err(|e| PlatformError::Config(format!("cluster.toml: {e}")))
+    }
+
     /// Whether `now` falls inside the maintenance window, read in the cluster's time zone.
     pub fn in_window(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
         let tz = jiff::tz::TimeZone::get(&self.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
@@ -136,35 +168,55 @@ impl ClusterConfig {
 }
 
 /// `cluster.toml` as written: the seed's names, every key optional so flags can fill gaps.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClusterConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outgoing_mail_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outgoing_mail_from_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outgoing_mail_smtp_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outgoing_mail_smtp_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outgoing_mail_smtp_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outgoing_mail_smtp_password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outgoing_mail_smtp_security: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_s3_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_s3_bucket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_s3_region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_s3_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_s3_aws_access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_s3_aws_secret_access_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub acme: Option<Acme>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub maintenance_window: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub apps: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub app: BTreeMap<String, RawAppChoice>,
 }
 
 /// `[app.<name>]` tables: per-app choices.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAppChoice {
     pub subdomain: Option<String>,

@@ -116,7 +116,12 @@ pub fn placements<'a>(
             }
             _ => entry.chart.version.clone(),
         };
-        let allow_list = choice.map(|c| c.allow_list.clone()).unwrap_or_default();
+        // A part with a web address of its own (Onlyoffice) is restricted like its whole, as
+        // the same people's browsers reach both; a part without one has nothing to restrict.
+        let allow_list = choice
+            .filter(|_| entry.part_of.is_none() || entry.ingress_annotations.is_some())
+            .map(|c| c.allow_list.clone())
+            .unwrap_or_default();
         if !allow_list.is_empty() && entry.ingress_annotations.is_none() {
             return Err(PlatformError::Config(format!(
                 "app.{}.allow_list: {} has no web address to restrict",
@@ -158,8 +163,7 @@ pub fn placements<'a>(
             CORE_NAMESPACE
         };
         for part in catalog.with_parts(&entry.name) {
-            let choice = (part.name == entry.name).then_some(choice);
-            place(part, namespace, choice)?;
+            place(part, namespace, Some(choice))?;
         }
     }
     for p in &out {
@@ -330,7 +334,17 @@ fn app_objects(
             return Err(PlatformError::MissingSecret(format!("{app}.{}", s.name)));
         }
     }
+    let parts: BTreeMap<String, String> = all
+        .iter()
+        .filter(|o| o.entry.part_of.as_deref() == Some(app) && !o.host.is_empty())
+        .map(|o| (o.entry.name.clone(), o.host.clone()))
+        .collect();
+    let cluster_config = (app == stackspin_catalog::CONTROL_PLANE)
+        .then(|| config.settings_toml())
+        .transpose()?;
     let ctx = RenderContext {
+        parts: &parts,
+        cluster_config: cluster_config.as_deref(),
         domain: &config.domain,
         host: &p.host,
         namespace: ns,

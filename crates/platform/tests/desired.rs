@@ -16,6 +16,10 @@ outgoing_mail_from_address = "noreply@example.org"
 outgoing_mail_smtp_host = "smtp.example.org"
 outgoing_mail_smtp_user = "noreply@example.org"
 outgoing_mail_smtp_password = "fixture-mail-password"
+backup_s3_url = "https://s3.example.net"
+backup_s3_bucket = "backups"
+backup_s3_aws_access_key_id = "fixture-key-id"
+backup_s3_aws_secret_access_key = "fixture-s3-secret"
 apps = ["nextcloud", "zulip", "wekan", "wordpress", "hedgedoc", "monitoring"]
 [app.wordpress]
 subdomain = ""
@@ -97,6 +101,7 @@ fn nothing_secret_is_in_a_helmrelease_or_configmap() {
         })
         .collect();
     values.push("fixture-mail-password".into());
+    values.push("fixture-s3-secret".into());
     for o in &objects {
         if o.is_secret() {
             continue;
@@ -171,8 +176,8 @@ fn every_release_can_be_overridden_and_rolls_back() {
         }
     }
     assert_eq!(
-        releases, 10,
-        "two core entries, five apps, monitoring with two parts"
+        releases, 11,
+        "two core entries, five apps, Nextcloud with Onlyoffice, monitoring with two parts"
     );
 }
 
@@ -258,4 +263,107 @@ fn bad_choices_are_refused_with_one_line() {
     .expect_err("no secrets")
     .to_string();
     assert!(err.contains("generate secrets"), "{err}");
+}
+
+fn find<'a>(objects: &'a [Object], kind: &str, name: &str) -> &'a Object {
+    objects
+        .iter()
+        .find(|o| o.kind() == kind && o.name() == name)
+        .unwrap_or_else(|| panic!("{kind} {name}"))
+}
+
+fn secret_text(o: &Object, key: &str) -> String {
+    let v = o.to_value();
+    let data = v["data"][key].as_str().unwrap_or_else(|| panic!("{key}"));
+    String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).expect("base64"),
+    )
+    .expect("utf-8")
+}
+
+/// The control plane in the cluster gets the cluster's settings (and only those: which apps
+/// run is its database's business, so installing one does not restart it), through a
+/// Secret, and reads back the same configuration.
+#[test]
+fn the_control_plane_gets_the_cluster_configuration_in_a_secret() {
+    let (objects, _) = state();
+    let secret = find(&objects, "Secret", "stackspin-stackspin-secret-values");
+    let values: serde_json::Value =
+        serde_saphyr::from_str(&secret_text(secret, "values.yaml")).expect("yaml");
+    let text = values["operator"]["clusterConfig"]
+        .as_str()
+        .expect("clusterConfig is set");
+    let back = RawClusterConfig::from_toml(text)
+        .expect("parses")
+        .resolve()
+        .expect("valid");
+    let mut expected = RawClusterConfig::from_toml(CLUSTER)
+        .expect("parses")
+        .resolve()
+        .expect("valid");
+    expected.apps.clear();
+    assert_eq!(back, expected);
+    assert!(text.contains("fixture-s3-secret") && !text.contains("apps"));
+}
+
+/// Onlyoffice comes with Nextcloud: its own release at office.DOMAIN, its JWT key in its
+/// Secret, and Nextcloud pointed at it with the same key, read from that Secret.
+#[test]
+fn nextcloud_brings_onlyoffice_and_shares_its_key() {
+    let (objects, secrets) = state();
+    find(&objects, "HelmRelease", "onlyoffice");
+    let key = secrets
+        .app("onlyoffice")
+        .get("jwt_secret")
+        .cloned()
+        .expect("a generated key");
+    let oo = find(&objects, "Secret", "stackspin-onlyoffice-secrets");
+    assert_eq!(secret_text(oo, "jwt-secret"), key);
+    let nc = find(&objects, "ConfigMap", "stackspin-nextcloud-values").to_value();
+    let nc = nc["data"]["values.yaml"].as_str().expect("yaml");
+    assert!(nc.contains("https://office.example.org/"), "{nc}");
+    assert!(nc.contains("name: stackspin-onlyoffice-secrets"), "{nc}");
+    assert!(!nc.contains(key.as_str()));
+    let oo = find(&objects, "ConfigMap", "stackspin-onlyoffice-values").to_value();
+    let oo = oo["data"]["values.yaml"].as_str().expect("yaml");
+    // Backed up and restored with Nextcloud.
+    assert!(oo.contains("stackspin.net/backupSet: nextcloud"), "{oo}");
+    assert!(oo.contains("host: office.example.org"), "{oo}");
+}
+
+/// An allow-list on Nextcloud also guards the editor the same browsers open.
+#[test]
+fn a_whole_s_allow_list_covers_its_parts_with_a_web_address() {
+    let config = RawClusterConfig::from_toml(
+        "domain = \"example.org\"\nip_address = \"192.0.2.1\"\nadmin_email = \"a@example.org\"\n\
+         apps = [\"nextcloud\", \"monitoring\"]\n[app.nextcloud]\nallow_list = [\"198.51.100.0/24\"]\n\
+         [app.monitoring]\nallow_list = [\"198.51.100.0/24\"]\n",
+    )
+    .expect("parses")
+    .resolve()
+    .expect("valid");
+    let names = all_entries(&config);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let objects = desired_state(
+        catalog(),
+        &config,
+        &fixture_secrets(&refs),
+        &Tuning::default(),
+    )
+    .expect("renders");
+    let mut middlewares: Vec<String> = objects
+        .iter()
+        .filter(|o| o.kind() == "Middleware")
+        .map(|o| o.name())
+        .collect();
+    middlewares.sort_unstable();
+    // Loki and Alloy have no web address; Grafana (monitoring) and both Nextcloud parts do.
+    assert_eq!(
+        middlewares,
+        [
+            "monitoring-allowlist",
+            "nextcloud-allowlist",
+            "onlyoffice-allowlist"
+        ]
+    );
 }
