@@ -93,6 +93,19 @@ pub struct Oidc {
 pub struct GeneratedSecret {
     pub name: String,
     pub length: usize,
+    pub format: SecretFormat,
+}
+
+/// What a generated secret looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretFormat {
+    /// `length` random characters.
+    #[default]
+    Text,
+    /// A platform key file line: 32 random bytes in standard base64 (the control plane
+    /// refuses anything else as its key).
+    PlatformKey,
 }
 
 /// A Helm value that holds a secret: it reaches the chart from a Secret through
@@ -255,6 +268,8 @@ struct RawSecret {
     name: String,
     #[serde(default = "default_length")]
     length: usize,
+    #[serde(default)]
+    format: SecretFormat,
 }
 
 fn default_length() -> usize {
@@ -466,6 +481,7 @@ pub(crate) fn load(
         secrets.push(GeneratedSecret {
             name: s.name,
             length: s.length,
+            format: s.format,
         });
     }
 

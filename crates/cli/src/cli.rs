@@ -153,6 +153,10 @@ pub struct ServeArgs {
     /// Dashboard or API start a round at once, those made with `stackspin app` wait for it.
     #[arg(long, env = "STACKSPIN_OPERATOR_INTERVAL", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub operator_interval: u64,
+    /// A file holding the first admin's setup password, used instead of a generated one when
+    /// the database has no users (the installer chooses it, so it can show it later).
+    #[arg(long, env = "STACKSPIN_SETUP_PASSWORD_FILE", value_name = "FILE")]
+    pub setup_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

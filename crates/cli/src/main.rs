@@ -72,7 +72,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => {
             let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
             let cluster = serve::cluster(&args).await?;
-            serve::run(settings, cluster, catalog).await
+            let setup_password = match &args.setup_password_file {
+                Some(path) => Some(serve::read_setup_password(path)?),
+                None => None,
+            };
+            serve::run(settings, cluster, catalog, setup_password).await
         }
         Command::AdminCredentials => credentials::run(&settings, json).await,
         Command::User(cmd) => users::run(&settings, cmd, json).await,

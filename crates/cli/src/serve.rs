@@ -62,10 +62,25 @@ pub async fn cluster(args: &ServeArgs) -> Result<Option<Cluster>> {
     }))
 }
 
+/// Reads a setup password file: one line, long enough to be a password nobody guesses.
+pub fn read_setup_password(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the setup password file {}", path.display()))?;
+    let password = text.trim().to_string();
+    if password.chars().count() < 16 || password.contains(char::is_whitespace) {
+        bail!(
+            "the setup password in {} must be one word of at least 16 characters",
+            path.display()
+        );
+    }
+    Ok(password)
+}
+
 pub async fn run(
     settings: Settings,
     cluster: Option<Cluster>,
     catalog: Arc<Catalog>,
+    setup_password: Option<String>,
 ) -> Result<()> {
     let keys = crate::platform_key::load_or_create(&settings.secret_key_file)?;
     let store = Store::connect(&settings.database)
@@ -83,7 +98,7 @@ pub async fn run(
         durability,
         "database ready"
     );
-    bootstrap_first_admin(&settings, &store).await?;
+    bootstrap_first_admin(&settings, &store, setup_password).await?;
 
     let signal = shutdown_signal()?;
     // One signal stops both the server and the operator.
@@ -154,7 +169,11 @@ pub async fn run(
 
 /// On an empty database, creates the first admin with a generated password: the setup
 /// credentials, shown by `stackspin admin-credentials`.
-async fn bootstrap_first_admin(settings: &Settings, store: &Store) -> Result<()> {
+async fn bootstrap_first_admin(
+    settings: &Settings,
+    store: &Store,
+    setup_password: Option<String>,
+) -> Result<()> {
     if store.count_users().await? > 0 {
         return Ok(());
     }
@@ -164,7 +183,7 @@ async fn bootstrap_first_admin(settings: &Settings, store: &Store) -> Result<()>
              or admin_email in the config file) to create the first admin"
         );
     };
-    let password = new_setup_password();
+    let password = setup_password.unwrap_or_else(new_setup_password);
     let hash = {
         let password = Password::new(&password)?;
         // argon2 is deliberately slow; keep it off the async worker threads.

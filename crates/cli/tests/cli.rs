@@ -590,6 +590,39 @@ fn first_serve_without_admin_email_explains_what_to_do() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// The installer chooses the setup password (so it can show it from the cluster's Secret);
+/// `serve` takes it from a file, and refuses a weak or unreadable one before starting.
+#[test]
+fn serve_takes_the_setup_password_from_a_file() {
+    let site = Site::sqlite();
+    let file = site.dir.path().join("setup-password");
+    std::fs::write(&file, "short\n").unwrap();
+    let out = site.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-email",
+        "admin@example.test",
+        "--setup-password-file",
+        file.to_str().unwrap(),
+    ]);
+    let err = stderr_line(&out);
+    assert!(err.contains("at least 16 characters"), "{err}");
+    assert!(!site.dir.path().join("data").exists(), "nothing was created");
+
+    std::fs::write(&file, "Chosen-by-the-installer-1234\n").unwrap();
+    let server = Server::start_with(
+        &site,
+        "admin@example.test",
+        &[],
+        &["--setup-password-file", file.to_str().unwrap()],
+    );
+    let creds = site.json(&["admin-credentials"]);
+    assert_eq!(creds["password"], "Chosen-by-the-installer-1234");
+    assert_eq!(creds["still_valid"], true);
+    server.stop();
+}
+
 #[test]
 fn config_file_then_environment_then_flags() {
     let site = Site::sqlite();

@@ -345,8 +345,9 @@ fn the_control_plane_chart_carries_the_cluster_configuration() {
         }
         if v["kind"] == "Deployment" {
             let text = v.to_string();
-            mounted =
-                text.contains("stackspin-cluster") && text.contains("STACKSPIN_CLUSTER_CONFIG");
+            mounted = text.contains("stackspin-cluster")
+                && text.contains("STACKSPIN_CLUSTER_CONFIG")
+                && text.contains("STACKSPIN_SETUP_PASSWORD_FILE");
         }
     }
     let cluster_toml = cluster_toml.expect("the chart renders the cluster Secret");
@@ -355,6 +356,14 @@ fn the_control_plane_chart_carries_the_cluster_configuration() {
     assert!(cluster_toml.contains("maintenance_window = \"01:00-03:30\""));
     assert!(cluster_toml.contains("Europe/Amsterdam"));
     assert!(!cluster_toml.contains("hedgedoc"), "{cluster_toml}");
+
+    // The control plane's own Secret: a platform key it accepts, and the setup password.
+    let own = dir
+        .path()
+        .join("o/stackspin/secret-stackspin-stackspin-secrets.yaml");
+    let key = data_value(&own, "secret-key");
+    stackspin_domain::sealing::SecretKeys::parse(&key).expect("a valid platform key");
+    assert!(data_value(&own, "setup-password").len() >= 16);
 
     std::fs::write(dir.path().join("in-cluster.toml"), &cluster_toml).unwrap();
     manifests("in-cluster.toml", "o2");

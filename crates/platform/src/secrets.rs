@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use stackspin_catalog::Catalog;
+use stackspin_catalog::{Catalog, SecretFormat};
 
 use crate::PlatformError;
 
@@ -70,24 +70,28 @@ impl GeneratedSecrets {
             let entry = catalog
                 .get(name)
                 .ok_or_else(|| PlatformError::UnknownApp(name.to_string()))?;
-            let mut wanted: Vec<(&str, usize)> = entry
+            let mut wanted: Vec<(&str, usize, SecretFormat)> = entry
                 .secrets
                 .iter()
-                .map(|s| (s.name.as_str(), s.length))
+                .map(|s| (s.name.as_str(), s.length, s.format))
                 .collect();
             if entry.oidc.is_some() {
-                wanted.push((OIDC_CLIENT_SECRET, 43));
+                wanted.push((OIDC_CLIENT_SECRET, 43, SecretFormat::Text));
             }
-            for (secret, length) in wanted {
+            for (secret, length, format) in wanted {
                 let slot = self.0.entry(entry.name.clone()).or_default();
                 if !slot.contains_key(secret) {
-                    let value = random(length);
-                    if value.chars().count() != length {
+                    let text = random(length);
+                    if text.chars().count() != length {
                         return Err(PlatformError::Config(format!(
                             "generated secret {}.{secret} has the wrong length",
                             entry.name
                         )));
                     }
+                    let value = match format {
+                        SecretFormat::Text => text,
+                        SecretFormat::PlatformKey => platform_key_line(&text),
+                    };
                     slot.insert(secret.to_string(), value);
                     added.push(format!("{}.{secret}", entry.name));
                 }
@@ -95,4 +99,13 @@ impl GeneratedSecrets {
         }
         Ok(added)
     }
+}
+
+/// A platform key file line made from random text: SHA-256 keeps all of its randomness (up to
+/// 256 bits) in the 32 bytes a key needs, so this crate needs no randomness of its own.
+fn platform_key_line(random_text: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let key = sha2::Sha256::digest(random_text.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(key)
 }
