@@ -608,7 +608,10 @@ fn serve_takes_the_setup_password_from_a_file() {
     ]);
     let err = stderr_line(&out);
     assert!(err.contains("at least 16 characters"), "{err}");
-    assert!(!site.dir.path().join("data").exists(), "nothing was created");
+    assert!(
+        !site.dir.path().join("data").exists(),
+        "nothing was created"
+    );
 
     std::fs::write(&file, "Chosen-by-the-installer-1234\n").unwrap();
     let server = Server::start_with(

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
 use stackspin_catalog::{Catalog, ChartSource, Entry};
@@ -26,7 +26,12 @@ use stackspin_platform::crds::{
 };
 use stackspin_platform::desired::{self, APP_LABEL, MANAGED_BY, Placement, Tuning};
 use stackspin_platform::secrets::OIDC_CLIENT_SECRET;
-use stackspin_platform::{AppChoice, ClusterConfig, GeneratedSecrets, Object};
+use stackspin_platform::{
+    AppChoice, ClusterConfig, GeneratedSecrets, HANDOVER_SECRET, Handover, Object,
+};
+
+/// The database setting that remembers which hand-over was adopted (its digest).
+const HANDOVER_SETTING: &str = "operator.handover";
 use stackspin_storage::{AppState, InstalledApp, ReleaseStatus, Store};
 use tokio::sync::Notify;
 
@@ -291,9 +296,65 @@ impl Operator {
         ))
     }
 
+    /// Adopts the installer's hand-over (`stackspin install`) once per change: its secrets
+    /// where the database has none, its apps where the database has no record of them.
+    async fn adopt_handover(&self) -> Result<(), OperatorError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), desired::CORE_NAMESPACE);
+        let Some(secret) = api.get_opt(HANDOVER_SECRET).await? else {
+            return Ok(());
+        };
+        let handover = Handover::from_secret(&secret)?;
+        let digest = handover.digest()?;
+        if self.store.setting(HANDOVER_SETTING).await?.as_deref() == Some(digest.as_str()) {
+            return Ok(());
+        }
+        self.store
+            .add_generated_secrets(&handover.secret_rows())
+            .await?;
+        let known = self.store.installed_apps().await?;
+        for app in &handover.apps {
+            if known.iter().any(|r| r.name == app.name) {
+                continue;
+            }
+            let rows = self.store.installed_apps().await?;
+            let taken: Vec<stackspin_catalog::requests::Taken> = rows
+                .iter()
+                .filter(|r| r.wanted)
+                .map(|r| stackspin_catalog::requests::Taken {
+                    name: &r.name,
+                    subdomain: r.subdomain.as_deref(),
+                })
+                .collect();
+            match stackspin_catalog::requests::check_install(
+                &self.catalog,
+                &app.name,
+                app.subdomain.as_deref(),
+                &taken,
+            ) {
+                Ok(checked) => {
+                    self.store
+                        .request_install(
+                            &app.name,
+                            checked.subdomain.as_deref(),
+                            true,
+                            &checked.version,
+                        )
+                        .await?;
+                    tracing::info!(app = %app.name, "operator: adopted from the installer's hand-over");
+                }
+                Err(e) => {
+                    tracing::warn!(app = %app.name, error = %e, "operator: cannot adopt from the hand-over");
+                }
+            }
+        }
+        self.store.set_setting(HANDOVER_SETTING, &digest).await?;
+        Ok(())
+    }
+
     /// One round: make the cluster match the database, then read the state back.
     pub async fn reconcile(&self) -> Result<Round, OperatorError> {
         let mut round = Round::default();
+        self.adopt_handover().await?;
         let rows = self.store.installed_apps().await?;
         let mut statuses: BTreeMap<String, ReleaseStatus> = BTreeMap::new();
         let fail = |reason: String| ReleaseStatus {

@@ -499,3 +499,71 @@ async fn two_replicas_on_postgres_elect_one_operator() -> Result<()> {
     }
     Ok(())
 }
+
+/// `stackspin install` applies the apps of cluster.toml with the cluster folder's secrets, and
+/// leaves a hand-over; the control plane in the cluster starts with an empty database. Its
+/// operator adopts the hand-over (the installer's secrets, not new ones; the apps, at their
+/// subdomains) once: an app uninstalled afterwards is not brought back by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installers_handover_is_adopted_once() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let catalog = Arc::new(Catalog::builtin()?.clone());
+
+    let mut installed = config();
+    installed.apps = vec![stackspin_platform::AppChoice {
+        subdomain: Some("pad".into()),
+        ..stackspin_platform::AppChoice::new("hedgedoc")
+    }];
+    let mut secrets = stackspin_platform::GeneratedSecrets::default();
+    secrets.ensure(&catalog, &["stackspin", "cert-manager", "hedgedoc"], |n| {
+        "i".repeat(n)
+    })?;
+    let handover = stackspin_platform::Handover::new(&installed, &secrets);
+    stackspin_operator::apply::apply(
+        &client,
+        &stackspin_platform::Object::Secret(handover.to_secret()?),
+        false,
+    )
+    .await?;
+
+    let op = operator(client.clone(), store, catalog.clone(), "one");
+    op.reconcile().await?;
+    let row = store.installed_app("hedgedoc").await?.expect("adopted");
+    assert_eq!(row.subdomain.as_deref(), Some("pad"));
+    let stored = store.generated_secrets().await?;
+    assert_eq!(stored["hedgedoc"], secrets.app("hedgedoc"));
+    assert_eq!(stored["stackspin"], secrets.app("stackspin"));
+    // What the cluster holds is the installer's platform key, not a new one.
+    let core: Api<Secret> = Api::namespaced(client.clone(), CORE_NAMESPACE);
+    let own = core.get("stackspin-stackspin-secrets").await?;
+    let key = &own.data.as_ref().unwrap()["secret-key"].0;
+    assert_eq!(
+        std::str::from_utf8(key)?,
+        secrets.get("stackspin", "secret_key").unwrap()
+    );
+    // The hand-over itself is left alone by the operator's clean-up of what it does not want.
+    assert!(
+        core.get_opt(stackspin_platform::HANDOVER_SECRET)
+            .await?
+            .is_some()
+    );
+
+    store.request_uninstall("hedgedoc", true).await?;
+    converge(&op, store, "hedgedoc", "the uninstall", STEP, |r| {
+        r.is_none()
+    })
+    .await?;
+    op.reconcile().await?;
+    assert!(
+        store.installed_app("hedgedoc").await?.is_none(),
+        "an adopted hand-over is not adopted again"
+    );
+    clean(&client).await?;
+    Ok(())
+}

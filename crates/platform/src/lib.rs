@@ -12,6 +12,7 @@
 pub mod config;
 pub mod crds;
 pub mod desired;
+pub mod handover;
 pub mod manifests;
 pub mod secrets;
 pub mod window;
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 pub use config::{Acme, AppChoice, ClusterConfig, Mail, RawClusterConfig};
 pub use desired::{Placement, Tuning, desired_state, placements};
+pub use handover::{HANDOVER_SECRET, Handover, HandoverApp};
 pub use secrets::GeneratedSecrets;
 pub use window::Window;
 

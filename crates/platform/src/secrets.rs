@@ -52,6 +52,14 @@ impl GeneratedSecrets {
         GeneratedSecrets(map)
     }
 
+    /// Every secret as `(app, name, value)`.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.0.iter().flat_map(|(app, m)| {
+            m.iter()
+                .map(move |(name, value)| (app.as_str(), name.as_str(), value.as_str()))
+        })
+    }
+
     pub fn get(&self, app: &str, name: &str) -> Option<&str> {
         self.0.get(app)?.get(name).map(String::as_str)
     }

@@ -129,6 +129,21 @@ pub async fn converge(
 /// Removes everything an earlier test left in the platform's namespaces: an operator round
 /// with nothing installed, then the releases' claims.
 pub async fn clean(client: &Client) -> Result<()> {
+    // A hand-over left by a test would be adopted by the next test's empty database.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), CORE_NAMESPACE);
+    if secrets
+        .get_opt(stackspin_platform::HANDOVER_SECRET)
+        .await?
+        .is_some()
+    {
+        secrets
+            .delete(
+                stackspin_platform::HANDOVER_SECRET,
+                &DeleteParams::default(),
+            )
+            .await?;
+    }
     let store = stackspin_storage::testing::TestDb::sqlite().await;
     let op = operator(
         client.clone(),
