@@ -59,6 +59,16 @@ pub struct GlobalArgs {
     /// built in; for testing charts of your own.
     #[arg(long, global = true, env = "STACKSPIN_CATALOG", value_name = "DIR")]
     pub catalog: Option<PathBuf>,
+    /// Where the cluster folders are (one per cluster: cluster.toml, secrets.toml,
+    /// kubeconfig.yaml), as in the seed.
+    #[arg(
+        long,
+        global = true,
+        env = "STACKSPIN_CLUSTERS_DIR",
+        value_name = "DIR",
+        default_value = "clusters"
+    )]
+    pub clusters_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,11 +100,68 @@ pub enum Command {
     /// cluster configuration (cluster.toml: domain, ip_address, admin_email, outgoing_mail_*,
     /// apps, ...); flags win over it. Needs no cluster and no database.
     Manifests(ManifestsArgs),
+    /// Write a cluster's folder (CLUSTERS_DIR/CLUSTER: cluster.toml and the generated
+    /// secrets), optionally creating its VPS and DNS records with the Greenhost Cosmos API
+    /// (COSMOS_API_TOKEN). Running it again changes only what the flags name.
+    Create(CreateArgs),
     /// Require two-step verification: for nobody (none), admins, or everyone.
     RequireMfa {
         /// none, admins or everyone
         policy: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The cluster's name: its folder under --clusters-dir (usually its domain).
+    pub cluster: String,
+    /// The cluster's domain [default: CLUSTER]; with --subdomain, the zone it is part of.
+    pub domain: Option<String>,
+    /// The server's public IP address (not with --create-droplet).
+    #[arg(long, value_name = "IP")]
+    pub ip_address: Option<String>,
+    /// The admin's e-mail address: the first Dashboard login, and Let's Encrypt's contact.
+    #[arg(long, value_name = "EMAIL")]
+    pub admin_email: Option<String>,
+    /// Apps to install, comma-separated (nextcloud, zulip, wekan, wordpress, hedgedoc,
+    /// monitoring).
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+    pub apps: Option<Vec<String>>,
+    /// When automatic updates may run, HH:MM-HH:MM [default: 02:00-04:00].
+    #[arg(long, value_name = "HH:MM-HH:MM")]
+    pub maintenance_window: Option<String>,
+    /// The time zone of the window (Europe/Amsterdam) [default: UTC].
+    #[arg(long, value_name = "ZONE")]
+    pub time_zone: Option<String>,
+    /// Create the VPS with the Cosmos API (COSMOS_API_TOKEN; COSMOS_API_URL overrides the
+    /// API's address).
+    #[arg(long, requires_all = ["create_hostname", "ssh_key_id"])]
+    pub create_droplet: bool,
+    /// The new VPS's host name.
+    #[arg(long, value_name = "HOST")]
+    pub create_hostname: Option<String>,
+    /// The Cosmos ID of the SSH key that gets root access to the new VPS.
+    #[arg(long, value_name = "ID")]
+    pub ssh_key_id: Option<u64>,
+    /// The new VPS's region.
+    #[arg(long, value_name = "REGION", default_value = "ams1")]
+    pub create_region: String,
+    /// The new VPS's memory in MiB (the seed asks for 12 GB).
+    #[arg(long, value_name = "MIB", default_value_t = 12288)]
+    pub create_memory: u64,
+    /// The new VPS's disk in GiB (the seed recommends 30).
+    #[arg(long, value_name = "GIB", default_value_t = 30)]
+    pub create_disk: u64,
+    /// The new VPS's operating system image.
+    #[arg(long, value_name = "IMAGE", default_value = "debian-12-x64")]
+    pub create_image: String,
+    /// Create the DNS records with the Cosmos API: DOMAIN (or SUBDOMAIN.DOMAIN) pointing at
+    /// the server, and a wildcard for the apps.
+    #[arg(long)]
+    pub create_domain_records: bool,
+    /// The cluster's subdomain of DOMAIN (then DOMAIN is the zone in your Cosmos account).
+    #[arg(long, value_name = "SUB")]
+    pub subdomain: Option<String>,
 }
 
 #[derive(Debug, Args)]

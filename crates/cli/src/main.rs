@@ -11,6 +11,7 @@ mod installs;
 mod manifests;
 mod output;
 mod platform_key;
+mod provisioning;
 mod serve;
 mod settings;
 mod users;
@@ -61,6 +62,12 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Manifests(args) = &cli.command {
         return manifests::run(cli.global.config.as_deref(), args, cli.global.json);
     }
+    // Provisioning works on the cluster folder, from the admin's machine: no database.
+    if let Command::Create(args) = &cli.command {
+        let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
+        return provisioning::create(&cli.global.clusters_dir, args, &catalog, cli.global.json)
+            .await;
+    }
     let serve_args = match &cli.command {
         Command::Serve(args) => Some(args),
         _ => None,
@@ -79,6 +86,8 @@ async fn run(cli: Cli) -> Result<()> {
             serve::run(settings, cluster, catalog, setup_password).await
         }
         Command::AdminCredentials => credentials::run(&settings, json).await,
+        // Returned from above, before the settings.
+        Command::Create(_) => Ok(()),
         Command::User(cmd) => users::run(&settings, cmd, json).await,
         Command::App(cmd) => apps::run(&settings, cmd, json, cli.global.catalog.as_deref()).await,
         Command::RequireMfa { policy } => require_mfa(&settings, &policy, json).await,

@@ -20,6 +20,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 mod charts;
+pub mod cosmos;
 pub mod platform;
 mod wait;
 

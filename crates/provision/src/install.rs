@@ -1,0 +1,1 @@
+//! `stackspin install`: the steps against a cluster's API.
