@@ -75,8 +75,27 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the control plane: single sign-on, Dashboard, API and app operator.
     Serve(ServeArgs),
-    /// Show the setup credentials of the first admin.
-    AdminCredentials,
+    /// Show the setup credentials of the first admin: from the database, or with CLUSTER
+    /// from that cluster (its folder's kubeconfig).
+    AdminCredentials {
+        /// A cluster folder's name (see `stackspin create`).
+        cluster: Option<String>,
+    },
+    /// Install (or upgrade, or resume) Stackspin on a cluster: preflight, Flux, the platform,
+    /// waiting until the core is ready; then where to log in. Safe to run again.
+    Install(InstallArgs),
+    /// A cluster's versions, nodes, apps and their state, and addresses.
+    Info {
+        /// A cluster folder's name.
+        cluster: String,
+    },
+    /// The generated secrets of a cluster (from its folder), or one of them (APP.NAME).
+    Secrets {
+        /// A cluster folder's name.
+        cluster: String,
+        /// One secret, as app.name (stackspin.setup_password).
+        name: Option<String>,
+    },
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -109,6 +128,27 @@ pub enum Command {
         /// none, admins or everyone
         policy: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// A cluster folder's name (see `stackspin create`).
+    pub cluster: String,
+    /// Install on the existing cluster this kubeconfig reaches (kept in the cluster folder
+    /// for later runs) instead of installing k3s over SSH.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// How long to wait for the core to become ready.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    pub timeout: u64,
+    /// Where Flux's release manifest is downloaded from [default: Flux's GitHub release].
+    #[arg(
+        long,
+        env = "STACKSPIN_FLUX_MANIFEST_URL",
+        value_name = "URL",
+        hide = true
+    )]
+    pub flux_manifest_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -63,10 +63,31 @@ async fn run(cli: Cli) -> Result<()> {
         return manifests::run(cli.global.config.as_deref(), args, cli.global.json);
     }
     // Provisioning works on the cluster folder, from the admin's machine: no database.
-    if let Command::Create(args) = &cli.command {
-        let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
-        return provisioning::create(&cli.global.clusters_dir, args, &catalog, cli.global.json)
-            .await;
+    let root = cli.global.clusters_dir.as_path();
+    let json = cli.global.json;
+    match &cli.command {
+        Command::Create(args) => {
+            let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
+            return provisioning::create(root, args, &catalog, json).await;
+        }
+        Command::Install(args) => {
+            let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
+            return provisioning::install(root, args, &catalog, json).await;
+        }
+        Command::Info { cluster } => {
+            let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
+            return provisioning::info(root, cluster, &catalog, json).await;
+        }
+        Command::Secrets { cluster, name } => {
+            return provisioning::secrets(root, cluster, name.as_deref(), json);
+        }
+        Command::AdminCredentials {
+            cluster: Some(cluster),
+        } => {
+            let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
+            return provisioning::admin_credentials(root, cluster, &catalog, json).await;
+        }
+        _ => {}
     }
     let serve_args = match &cli.command {
         Command::Serve(args) => Some(args),
@@ -74,7 +95,6 @@ async fn run(cli: Cli) -> Result<()> {
     };
     let settings = settings::load(&cli.global, serve_args)?;
     init_logging(settings.log_format, serve_args.is_some());
-    let json = cli.global.json;
     match cli.command {
         Command::Serve(args) => {
             let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
@@ -85,9 +105,12 @@ async fn run(cli: Cli) -> Result<()> {
             };
             serve::run(settings, cluster, catalog, setup_password).await
         }
-        Command::AdminCredentials => credentials::run(&settings, json).await,
+        Command::AdminCredentials { .. } => credentials::run(&settings, json).await,
         // Returned from above, before the settings.
-        Command::Create(_) => Ok(()),
+        Command::Create(_)
+        | Command::Install(_)
+        | Command::Info { .. }
+        | Command::Secrets { .. } => Ok(()),
         Command::User(cmd) => users::run(&settings, cmd, json).await,
         Command::App(cmd) => apps::run(&settings, cmd, json, cli.global.catalog.as_deref()).await,
         Command::RequireMfa { policy } => require_mfa(&settings, &policy, json).await,

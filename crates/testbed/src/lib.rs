@@ -25,6 +25,15 @@ pub mod platform;
 mod wait;
 
 pub use charts::{ChartRepo, ChartVersion};
+
+/// A loopback server started by a test; it stops when this is dropped.
+pub struct Served(pub tokio::task::JoinHandle<()>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 pub use wait::{wait_for, wait_for_absent};
 
 /// The environment variable naming a running test bed's admin kubeconfig.

@@ -116,3 +116,100 @@ memory = "16Mi"
         ("hello/values.yaml".to_string(), values.to_string()),
     ]
 }
+
+/// A test catalog with a core: the control plane's entry (`stackspin`, at `dashboard.DOMAIN`,
+/// with the platform key and the setup password) played by the test bed's `hello` chart at
+/// `version`, beside the `hello` app. The real control plane's image cannot run here.
+pub fn core_catalog_files(url: &str, version: &str) -> Vec<(String, String)> {
+    let mut files = hello_catalog_files(url);
+    let core = format!(
+        r#"name = "stackspin"
+title = "Stackspin"
+summary = "The control plane, played by the test bed's chart."
+docs = "https://docs.example.test/stackspin"
+kind = "core"
+subdomain = "dashboard"
+ingress_annotations = "ingress.annotations"
+
+[chart]
+repository = "{url}"
+name = "hello"
+version = "{version}"
+updates = ">=0.1.0, <1.0.0"
+defaults = "hello"
+
+[[secrets]]
+name = "secret_key"
+length = 64
+format = "platform_key"
+
+[[secrets]]
+name = "setup_password"
+length = 24
+
+[[secret_keys]]
+key = "secret-key"
+value = "${{secret.secret_key}}"
+
+[[secret_keys]]
+key = "setup-password"
+value = "${{secret.setup_password}}"
+
+[requests]
+cpu = "10m"
+memory = "16Mi"
+"#
+    );
+    files.push(("stackspin/app.toml".to_string(), core));
+    files.push((
+        "stackspin/values.yaml".to_string(),
+        "greeting: control plane\nissuer: ${issuer}\ningress:\n  annotations: {}\n".to_string(),
+    ));
+    files
+}
+
+/// The stand-in for Flux's release manifest: the flux-system namespace and the CRDs of the
+/// controllers the test bed builds (their Deployments cannot run here; the test bed runs the
+/// controllers as processes).
+pub fn flux_standin_manifest() -> Result<String> {
+    let dir = TestBed::bin("crds");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("{} (scripts/testbed build)", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut out = String::from(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n  labels:\n    app.kubernetes.io/instance: flux-system\n",
+    );
+    for f in files {
+        out.push_str("---\n");
+        out.push_str(&std::fs::read_to_string(&f)?);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// Serves `body` at `http://127.0.0.1:PORT/PATH` until the handle is dropped.
+pub async fn serve_text(path: &str, body: String) -> Result<(String, crate::Served)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!(
+        "http://{}/{}",
+        listener.local_addr()?,
+        path.trim_start_matches('/')
+    );
+    let route = format!("/{}", path.trim_start_matches('/'));
+    let app = axum::Router::new().route(
+        &route,
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { body }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, crate::Served(task)))
+}
