@@ -135,12 +135,25 @@ pub struct InstallArgs {
     /// A cluster folder's name (see `stackspin create`).
     pub cluster: String,
     /// Install on the existing cluster this kubeconfig reaches (kept in the cluster folder
-    /// for later runs) instead of installing k3s over SSH.
+    /// for later runs). Without it, install goes to the server over SSH as root (your own
+    /// ssh setup: agent, ~/.ssh/config, known_hosts), checks it and installs k3s.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// How long to wait for the core to become ready.
     #[arg(long, value_name = "SECONDS", default_value_t = 900)]
     pub timeout: u64,
+    /// The server's host key fingerprint (SHA256:...), confirmed with your provider, when it
+    /// is not in your known_hosts yet and there is no terminal to ask at.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub accept_host_key: Option<String>,
+    /// Where the server downloads k3s's install script from [default: https://get.k3s.io].
+    #[arg(
+        long,
+        env = "STACKSPIN_K3S_INSTALL_URL",
+        value_name = "URL",
+        hide = true
+    )]
+    pub k3s_install_url: Option<String>,
     /// Where Flux's release manifest is downloaded from [default: Flux's GitHub release].
     #[arg(
         long,

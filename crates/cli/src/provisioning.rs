@@ -217,10 +217,201 @@ fn kubeconfig_for(folder: &ClusterFolder, given: Option<&Path>) -> Result<std::p
     }
     if !kept.is_file() {
         bail!(
-            "{} has no kubeconfig yet: pass --kubeconfig FILE to install on an existing cluster (installing k3s over SSH is not in this version yet)",
-            folder.dir.display()
+            "{} has no kubeconfig yet: run `stackspin install {}` first",
+            folder.dir.display(),
+            folder.name
         );
     }
+    Ok(kept)
+}
+
+/// Marks a folder whose cluster was given with --kubeconfig: later runs use that cluster and
+/// never SSH to the server.
+const EXISTING_CLUSTER: &str = "existing-cluster";
+
+type Resolved = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<std::net::IpAddr>, String>> + Send>,
+>;
+
+/// Names resolved from a file before DNS (`NAME ADDRESS` lines; `*.DOMAIN` allowed), for
+/// tests and for checking a server before DNS is switched over to it.
+fn resolver() -> impl Fn(String) -> Resolved {
+    let overrides: Vec<(String, std::net::IpAddr)> = std::env::var("STACKSPIN_DNS_OVERRIDE_FILE")
+        .ok()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| {
+                    let mut parts = l.split_whitespace();
+                    let name = parts.next()?.to_ascii_lowercase();
+                    let ip = parts.next()?.parse().ok()?;
+                    Some((name, ip))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    move |name: String| {
+        let name = name.to_ascii_lowercase();
+        let found: Vec<std::net::IpAddr> = overrides
+            .iter()
+            .filter(|(pattern, _)| {
+                *pattern == name
+                    || pattern
+                        .strip_prefix("*.")
+                        .is_some_and(|d| name.ends_with(&format!(".{d}")))
+            })
+            .map(|(_, ip)| *ip)
+            .collect();
+        Box::pin(async move {
+            if found.is_empty() {
+                stackspin_provision::server::system_resolve(name).await
+            } else {
+                Ok(found)
+            }
+        })
+    }
+}
+
+/// The server steps: its host key, its requirements, k3s, the kubeconfig brought home.
+async fn server_steps(
+    folder: &ClusterFolder,
+    config: &stackspin_platform::ClusterConfig,
+    catalog: &Catalog,
+    args: &crate::cli::InstallArgs,
+    s: &mut Steps<'_>,
+) -> Result<std::path::PathBuf> {
+    use stackspin_provision::server;
+    use stackspin_provision::ssh::{HostKey, Ssh};
+    let ssh = Ssh::new(
+        &config.ip_address.to_string(),
+        std::env::var_os("STACKSPIN_SSH_CONFIG").map(std::path::PathBuf::from),
+    );
+
+    s.start("SSH host key");
+    match ssh.host_key().await? {
+        HostKey::Known => s.finish("known"),
+        HostKey::Changed => {
+            s.fail("changed");
+            bail!(
+                "the host key of {} has CHANGED since you last connected: someone may be in between; if the server was reinstalled, remove its old key with `ssh-keygen -R {}` and run install again",
+                config.ip_address,
+                config.ip_address
+            );
+        }
+        HostKey::Unknown { keys, fingerprints } => {
+            for f in &fingerprints {
+                s.line(&format!("offered: {f}"));
+            }
+            let confirmed = match &args.accept_host_key {
+                Some(want) => fingerprints
+                    .iter()
+                    .any(|f| f.split_whitespace().any(|w| w == want)),
+                None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                    eprint!(
+                        "Is this the server's key (compare with your provider's console)? Type yes to trust it: "
+                    );
+                    let mut answer = String::new();
+                    std::io::stdin().read_line(&mut answer)?;
+                    answer.trim() == "yes"
+                }
+                None => false,
+            };
+            if !confirmed {
+                s.fail("not confirmed");
+                bail!(
+                    "{}'s host key is unknown ({}); check it with your provider and run install again with --accept-host-key SHA256:...",
+                    config.ip_address,
+                    fingerprints
+                        .iter()
+                        .filter_map(|f| f.split_whitespace().nth(1))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let file = ssh.trust(&keys).await?;
+            s.finish(&format!("trusted, added to {}", file.display()));
+        }
+    }
+
+    s.start("server preflight");
+    let facts = server::parse_facts(
+        &ssh.check("reading the server's facts", server::FACTS_SCRIPT)
+            .await?,
+    );
+    let needed = server::needed_memory_mib(catalog, config)?;
+    let mut checks = server::evaluate(&facts, needed);
+    checks.extend(server::dns_checks(&config.domain, config.ip_address, resolver()).await);
+    for c in &checks {
+        s.line(&format!(
+            "{} {}: {}",
+            if c.ok { "pass" } else { "FAIL" },
+            c.what,
+            c.found
+        ));
+    }
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.what.as_str())
+        .collect();
+    if !failed.is_empty() {
+        s.fail("preflight");
+        bail!("server preflight failed: {}", failed.join("; "));
+    }
+    s.finish("passed");
+
+    s.start(&format!("k3s {}", server::K3S_VERSION));
+    let mut script = server::install_script(config);
+    if let Some(url) = &args.k3s_install_url {
+        script = script.replace("https://get.k3s.io", url);
+    }
+    let out = ssh.check("installing k3s", &script).await?;
+    s.finish(if out.contains("is installed") {
+        "already installed"
+    } else {
+        "installed"
+    });
+
+    s.start("kubeconfig");
+    let text = ssh
+        .check("reading k3s's kubeconfig", "cat /etc/rancher/k3s/k3s.yaml")
+        .await?;
+    let kubeconfig = server::rewrite_kubeconfig(&text, config.ip_address)?;
+    let kept = folder.file(stackspin_provision::folder::KUBECONFIG);
+    stackspin_provision::folder::write_private(&kept, kubeconfig.as_bytes())?;
+    s.finish(&format!("saved to {}", kept.display()));
+
+    s.start("node ready");
+    let client = client_for(&kept).await?;
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
+    loop {
+        let ready = nodes
+            .list(&Default::default())
+            .await
+            .map(|l| {
+                l.items.iter().any(|n| {
+                    n.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+            })
+            .unwrap_or(false);
+        if ready {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            s.fail("timeout");
+            bail!(
+                "no node became ready within {} s; run install again to go on waiting",
+                args.timeout
+            );
+        }
+        s.note("waiting for a ready node");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    s.finish("ready");
     Ok(kept)
 }
 
@@ -261,13 +452,23 @@ pub async fn install(
     use stackspin_provision::install as steps;
     let folder = ClusterFolder::open(root, &args.cluster)?;
     let config = folder.config()?;
-    let kubeconfig = kubeconfig_for(&folder, args.kubeconfig.as_deref())?;
     let mut s = Steps::new(&folder, json);
     folder.log(&format!(
         "install {} (stackspin {})",
         folder.name,
         env!("CARGO_PKG_VERSION")
     ));
+    let existing = folder.file(EXISTING_CLUSTER);
+    let kubeconfig = if args.kubeconfig.is_some() || existing.is_file() {
+        let k = kubeconfig_for(&folder, args.kubeconfig.as_deref())?;
+        stackspin_provision::folder::write_private(
+            &existing,
+            b"# This cluster was given with --kubeconfig: install does not SSH to its server.\n",
+        )?;
+        k
+    } else {
+        server_steps(&folder, &config, catalog, args, &mut s).await?
+    };
 
     s.start("secrets");
     let (secrets, added) = folder.ensure_secrets(catalog, &config)?;

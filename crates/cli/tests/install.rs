@@ -16,8 +16,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::IngressClass;
-use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use stackspin_platform::crds::HelmRelease;
 use stackspin_testbed::platform::{
     core_catalog_files, flux_standin_manifest, install_platform_crds, serve_text,
@@ -146,9 +145,7 @@ async fn install_on_an_existing_cluster_from_start_to_ready_and_again() {
     std::fs::write(&toml_path, &good_toml).unwrap();
 
     // What k3s would have: without it, preflight fails and says why, before changing anything.
-    let classes: Api<StorageClass> = Api::all(client.clone());
     let ingress: Api<IngressClass> = Api::all(client.clone());
-    let _ = classes.delete("local-path", &DeleteParams::default()).await;
     let _ = ingress.delete("traefik", &DeleteParams::default()).await;
     let out = run(
         d,
@@ -158,29 +155,10 @@ async fn install_on_an_existing_cluster_from_start_to_ready_and_again() {
     .await;
     one_line_error(&out, "preflight failed");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("FAIL a default StorageClass"), "{err}");
+    assert!(err.contains("FAIL the traefik IngressClass"), "{err}");
+    assert!(err.contains("pass a default StorageClass"), "{err}");
     assert!(err.contains("pass Kubernetes API reachable"), "{err}");
-    classes
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-                "provisioner": "rancher.io/local-path",
-                "volumeBindingMode": "WaitForFirstConsumer",
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    ingress
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "traefik"},
-                "spec": {"controller": "traefik.io/ingress-controller"},
-            }))
-            .unwrap(),
-        )
+    stackspin_testbed::platform::k3s_bundled(&client)
         .await
         .unwrap();
 

@@ -4,12 +4,16 @@
 //! - [`cosmos`]: the hosting provider's API (Greenhost Cosmos) for the VPS and DNS records;
 //! - [`create`]: the create command's steps, each looking before it makes anything;
 //! - [`install`]: the install steps against a cluster's API (preflight, Flux, the platform,
-//!   waiting for the core), each detecting whether it is already done.
+//!   waiting for the core), each detecting whether it is already done;
+//! - [`ssh`] and [`server`]: the server itself over SSH (its requirements, k3s, the
+//!   kubeconfig).
 
 pub mod cosmos;
 pub mod create;
 pub mod folder;
 pub mod install;
+pub mod server;
+pub mod ssh;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {

@@ -194,7 +194,16 @@ pub fn flux_standin_manifest() -> Result<String> {
 
 /// Serves `body` at `http://127.0.0.1:PORT/PATH` until the handle is dropped.
 pub async fn serve_text(path: &str, body: String) -> Result<(String, crate::Served)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    serve_text_at("127.0.0.1:0", path, body).await
+}
+
+/// Serves `body` at `http://BIND/PATH` (an address the SSH tests' server reaches).
+pub async fn serve_text_at(
+    bind: &str,
+    path: &str,
+    body: String,
+) -> Result<(String, crate::Served)> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
     let url = format!(
         "http://{}/{}",
         listener.local_addr()?,
@@ -212,4 +221,39 @@ pub async fn serve_text(path: &str, body: String) -> Result<(String, crate::Serv
         let _ = axum::serve(listener, app).await;
     });
     Ok((url, crate::Served(task)))
+}
+
+/// What a k3s server brings besides the API: the default `local-path` StorageClass (the test
+/// bed makes it, with simulated provisioning) and the `traefik` IngressClass (its bundled
+/// Traefik cannot run here). Only what is missing is made.
+pub async fn k3s_bundled(client: &kube::Client) -> Result<()> {
+    use k8s_openapi::api::networking::v1::IngressClass;
+    use k8s_openapi::api::storage::v1::StorageClass;
+    use kube::api::{Api, PostParams};
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    if classes.get_opt("local-path").await?.is_none() {
+        classes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                    "provisioner": "rancher.io/local-path",
+                    "volumeBindingMode": "Immediate",
+                }))?,
+            )
+            .await?;
+    }
+    let ingress: Api<IngressClass> = Api::all(client.clone());
+    if ingress.get_opt("traefik").await?.is_none() {
+        ingress
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": "traefik"},
+                    "spec": {"controller": "traefik.io/ingress-controller"},
+                }))?,
+            )
+            .await?;
+    }
+    Ok(())
 }
