@@ -279,6 +279,43 @@ async fn install_on_an_existing_cluster_from_start_to_ready_and_again() {
     assert_eq!(core["ready"], true, "{info}");
     assert_eq!(core["url"], "https://dashboard.test.example/");
 
+    // A changed cluster.toml (outgoing mail now) reaches the apps on the next run.
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    std::fs::write(
+        &toml_path,
+        format!(
+            "{toml}\noutgoing_mail_enabled = true\noutgoing_mail_from_address = \"noreply@test.example\"\noutgoing_mail_smtp_host = \"smtp.test.example\"\n"
+        ),
+    )
+    .unwrap();
+    let changed = ok_json(
+        &run(
+            d,
+            &[
+                "--json",
+                "install",
+                "test.example",
+                "--kubeconfig",
+                &kubeconfig,
+            ],
+            &env,
+        )
+        .await,
+    );
+    assert!(
+        !step(&changed, "platform").ends_with(", 0 changed"),
+        "{changed}"
+    );
+    let cluster_secret = core_secrets
+        .get("stackspin-stackspin-secret-values")
+        .await
+        .unwrap();
+    let text = String::from_utf8(cluster_secret.data.unwrap()["values.yaml"].0.clone()).unwrap();
+    assert!(
+        text.contains("smtp.test.example"),
+        "the control plane's settings: {text}"
+    );
+
     // A newer Stackspin (here: a newer catalog) upgrades what it installed. The first run is
     // interrupted while the core is not ready yet and says to run again; the next one resumes.
     write_catalog(&catalog, &repo.url, "0.2.0");

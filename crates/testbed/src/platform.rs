@@ -155,6 +155,10 @@ value = "${{secret.secret_key}}"
 key = "setup-password"
 value = "${{secret.setup_password}}"
 
+[[secret_values]]
+path = "operator.clusterConfig"
+value = "${{cluster_config}}"
+
 [requests]
 cpu = "10m"
 memory = "16Mi"
