@@ -84,6 +84,18 @@ pub enum Command {
     /// Install (or upgrade, or resume) Stackspin on a cluster: preflight, Flux, the platform,
     /// waiting until the core is ready; then where to log in. Safe to run again.
     Install(InstallArgs),
+    /// Remove k3s and everything on it from the cluster's server over SSH (the seed's "purge
+    /// and install from scratch"): every app's data there is lost. The cluster folder stays.
+    Purge {
+        /// A cluster folder's name.
+        cluster: String,
+        /// The cluster's name again, to confirm (asked for at a terminal otherwise).
+        #[arg(long, value_name = "CLUSTER")]
+        confirm: Option<String>,
+    },
+    /// Grow the cluster past one server.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// A cluster's versions, nodes, apps and their state, and addresses.
     Info {
         /// A cluster folder's name.
@@ -127,6 +139,32 @@ pub enum Command {
     RequireMfa {
         /// none, admins or everyone
         policy: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Join another server to the cluster as a k3s agent, over SSH as root. A cluster of
+    /// several servers needs storage that is not node-local for apps that move between them,
+    /// and the control plane on PostgreSQL to run more than one replica (see the README).
+    Add {
+        /// A cluster folder's name.
+        cluster: String,
+        /// The new server's address.
+        #[arg(long, value_name = "IP")]
+        ip_address: String,
+        /// The new server's host key fingerprint (SHA256:...), when there is no terminal.
+        #[arg(long, value_name = "FINGERPRINT")]
+        accept_host_key: Option<String>,
+        /// Where the server downloads k3s's install script from [default:
+        /// https://get.k3s.io].
+        #[arg(
+            long,
+            env = "STACKSPIN_K3S_INSTALL_URL",
+            value_name = "URL",
+            hide = true
+        )]
+        k3s_install_url: Option<String>,
     },
 }
 

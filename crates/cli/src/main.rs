@@ -78,6 +78,25 @@ async fn run(cli: Cli) -> Result<()> {
             let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
             return provisioning::info(root, cluster, &catalog, json).await;
         }
+        Command::Purge { cluster, confirm } => {
+            return provisioning::purge(root, cluster, confirm.as_deref(), json).await;
+        }
+        Command::Node(cli::NodeCommand::Add {
+            cluster,
+            ip_address,
+            accept_host_key,
+            k3s_install_url,
+        }) => {
+            return provisioning::node_add(
+                root,
+                cluster,
+                ip_address,
+                accept_host_key.as_deref(),
+                k3s_install_url.as_deref(),
+                json,
+            )
+            .await;
+        }
         Command::Secrets { cluster, name } => {
             return provisioning::secrets(root, cluster, name.as_deref(), json);
         }
@@ -110,7 +129,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Create(_)
         | Command::Install(_)
         | Command::Info { .. }
-        | Command::Secrets { .. } => Ok(()),
+        | Command::Secrets { .. }
+        | Command::Purge { .. }
+        | Command::Node(_) => Ok(()),
         Command::User(cmd) => users::run(&settings, cmd, json).await,
         Command::App(cmd) => apps::run(&settings, cmd, json, cli.global.catalog.as_deref()).await,
         Command::RequireMfa { policy } => require_mfa(&settings, &policy, json).await,

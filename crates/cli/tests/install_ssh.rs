@@ -27,7 +27,12 @@ fn repo() -> PathBuf {
 }
 
 fn test_host(args: &[&str]) -> String {
+    test_host_n(1, args)
+}
+
+fn test_host_n(n: u32, args: &[&str]) -> String {
     let out = Command::new(repo().join("scripts/test-host"))
+        .env("TEST_HOST", n.to_string())
         .args(args)
         .output()
         .unwrap();
@@ -88,24 +93,42 @@ fn ok(out: &Output) -> String {
     )
 }
 
-/// What get.k3s.io would do, as far as this machine allows.
+/// What get.k3s.io would do, as far as this machine allows: for the server role, the binary,
+/// its kubeconfig, the join token and the uninstall script; for the agent role, a record of
+/// where it was told to join.
 fn k3s_standin(kubeconfig: &str) -> String {
     format!(
         r#"#!/bin/sh
 set -e
 [ "$INSTALL_K3S_VERSION" = "v1.35.8+k3s1" ] || {{ echo "stand-in: unexpected INSTALL_K3S_VERSION=$INSTALL_K3S_VERSION" >&2; exit 1; }}
-[ "$1" = server ] || {{ echo "stand-in: expected the server role, got $*" >&2; exit 1; }}
-grep -q '"{VPS}"' /etc/rancher/k3s/config.yaml || {{ echo "stand-in: no TLS SAN for the address" >&2; exit 1; }}
-mkdir -p /usr/local/bin /etc/rancher/k3s
+mkdir -p /usr/local/bin
 cat > /usr/local/bin/k3s <<'K3S'
 #!/bin/sh
 [ "$1" = --version ] && {{ echo "k3s version v1.35.8+k3s1 (stand-in)"; exit 0; }}
 echo "stand-in k3s: $*" >&2; exit 1
 K3S
 chmod 755 /usr/local/bin/k3s
-cat > /etc/rancher/k3s/k3s.yaml <<'KUBECONFIG'
+cat > /usr/local/bin/k3s-uninstall.sh <<'UNINSTALL'
+#!/bin/sh
+rm -rf /usr/local/bin/k3s /etc/rancher/k3s /var/lib/rancher/k3s /usr/local/bin/k3s-uninstall.sh
+UNINSTALL
+chmod 755 /usr/local/bin/k3s-uninstall.sh
+case "$1" in
+server)
+  grep -q '"{VPS}"' /etc/rancher/k3s/config.yaml || {{ echo "stand-in: no TLS SAN for the address" >&2; exit 1; }}
+  mkdir -p /etc/rancher/k3s /var/lib/rancher/k3s/server
+  cat > /etc/rancher/k3s/k3s.yaml <<'KUBECONFIG'
 {kubeconfig}KUBECONFIG
-chmod 600 /etc/rancher/k3s/k3s.yaml
+  chmod 600 /etc/rancher/k3s/k3s.yaml
+  echo "K10standin::server:$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')" > /var/lib/rancher/k3s/server/node-token
+  ;;
+agent)
+  [ -n "$K3S_URL" ] && [ -n "$K3S_TOKEN" ] || {{ echo "stand-in: an agent needs K3S_URL and K3S_TOKEN" >&2; exit 1; }}
+  mkdir -p /etc/rancher/node
+  printf 'K3S_URL=%s\nK3S_TOKEN=%s\n' "$K3S_URL" "$K3S_TOKEN" > /etc/rancher/node/joined
+  ;;
+*) echo "stand-in: unexpected role $*" >&2; exit 1 ;;
+esac
 "#
     )
 }
@@ -155,7 +178,7 @@ async fn install_over_ssh_on_a_debian_server() {
     std::fs::write(
         &ssh_config,
         format!(
-            "Host {VPS} 127.0.0.2\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n",
+            "Host {VPS} 10.213.0.6 127.0.0.2\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n",
             known_hosts.display()
         ),
     )
@@ -259,6 +282,126 @@ async fn install_over_ssh_on_a_debian_server() {
     assert!(
         again.contains("✓ k3s v1.35.8+k3s1: already installed"),
         "{again}"
+    );
+
+    // A second server joins as a k3s agent, with the server's token. Stand-in: its kubelet
+    // cannot run, so the test registers its Node (kwok reports it ready).
+    let second = test_host_n(2, &["up"]);
+    assert!(second.contains("ip=10.213.0.6"), "{second}");
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> =
+        kube::Api::all(bed.client().await.unwrap());
+    // k3s names a node after its host name; the second server's is this machine's (it runs
+    // in a network namespace, not a UTS one).
+    let hostname = String::from_utf8(Command::new("hostname").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let _ = nodes.delete(&hostname, &Default::default()).await;
+    nodes
+        .create(
+            &Default::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": hostname, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // The address is status, which a create does not take.
+    nodes
+        .patch_status(
+            &hostname,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "status": {"addresses": [{"type": "InternalIP", "address": "10.213.0.6"}]},
+            })),
+        )
+        .await
+        .unwrap();
+    // The second server reaches this machine at its own side of its link.
+    let (k3s_url2, _k3s2) = serve_text_at("10.213.0.5:0", "k3s-install.sh", k3s_standin(&admin))
+        .await
+        .unwrap();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| {
+            if k == "STACKSPIN_K3S_INSTALL_URL" {
+                (k.clone(), k3s_url2.clone())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect();
+    let out = run(
+        d,
+        &["node", "add", "ssh.example", "--ip-address", "10.213.0.6"],
+        &env,
+    )
+    .await;
+    let err = one_line_error(&out, "10.213.0.6's host key is unknown");
+    let fingerprint2 = err
+        .lines()
+        .find(|l| l.contains("offered:") && l.contains("ED25519"))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("SHA256:")))
+        .unwrap()
+        .to_string();
+    let joined = ok(&run(
+        d,
+        &[
+            "node",
+            "add",
+            "ssh.example",
+            "--ip-address",
+            "10.213.0.6",
+            "--accept-host-key",
+            &fingerprint2,
+        ],
+        &env,
+    )
+    .await);
+    assert!(
+        joined.contains(&format!("10.213.0.6 joined ssh.example as node {hostname}")),
+        "{joined}"
+    );
+    let host_dir = info
+        .lines()
+        .find_map(|l| l.strip_prefix("dir="))
+        .unwrap()
+        .to_string();
+    let record =
+        std::fs::read_to_string(format!("{host_dir}/rootfs2/etc/rancher/node/joined")).unwrap();
+    let token = std::fs::read_to_string(format!(
+        "{host_dir}/rootfs/var/lib/rancher/k3s/server/node-token"
+    ))
+    .unwrap();
+    assert!(
+        record.contains(&format!("K3S_URL=https://{VPS}:6443")),
+        "{record}"
+    );
+    assert!(
+        record.contains(&format!("K3S_TOKEN={}", token.trim())),
+        "{record}"
+    );
+    nodes.delete(&hostname, &Default::default()).await.unwrap();
+    test_host_n(2, &["down"]);
+
+    // Purge: only with the cluster's name; then k3s is gone from the server.
+    let out = run(d, &["purge", "ssh.example"], &env).await;
+    one_line_error(&out, "confirm with --confirm ssh.example");
+    let out = run(d, &["purge", "ssh.example", "--confirm", "other"], &env).await;
+    one_line_error(&out, "confirm with --confirm ssh.example");
+    let purged = ok(&run(
+        d,
+        &["purge", "ssh.example", "--confirm", "ssh.example"],
+        &env,
+    )
+    .await);
+    assert!(purged.contains("Purged ssh.example"), "{purged}");
+    assert!(!Path::new(&format!("{host_dir}/rootfs/usr/local/bin/k3s")).exists());
+    assert!(!d.join("clusters/ssh.example/kubeconfig.yaml").exists());
+    assert!(
+        d.join("clusters/ssh.example/secrets.toml").exists(),
+        "settings and secrets stay"
     );
 
     // A changed host key stops everything.

@@ -203,7 +203,11 @@ mv /etc/rancher/k3s/config.yaml.new /etc/rancher/k3s/config.yaml
 if k3s --version 2>/dev/null | grep -q '{v}'; then
   echo "k3s {v} is installed"
 else
-  curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION='{v}' sh -s - server
+  # Downloaded first: in a pipe, a failed download would look like a finished install.
+  curl -sfL https://get.k3s.io -o /tmp/stackspin-k3s-install.sh
+  INSTALL_K3S_VERSION='{v}' sh /tmp/stackspin-k3s-install.sh server
+  rm -f /tmp/stackspin-k3s-install.sh
+  k3s --version 2>/dev/null | grep -q '{v}' || {{ echo "k3s {v} is not there after its install script" >&2; exit 1; }}
 fi
 i=0
 while [ ! -s /etc/rancher/k3s/k3s.yaml ]; do
@@ -213,6 +217,41 @@ done
 "#,
         cfg = k3s_config(config),
         v = K3S_VERSION
+    )
+}
+
+/// Removes k3s and everything it held (the apps' volumes under /var/lib/rancher/k3s/storage):
+/// the seed's "purge and install from scratch".
+pub const PURGE_SCRIPT: &str = r#"set -e
+if [ -x /usr/local/bin/k3s-uninstall.sh ]; then
+  /usr/local/bin/k3s-uninstall.sh >/dev/null
+  echo "k3s removed"
+else
+  echo "k3s was not installed"
+fi
+rm -rf /var/lib/rancher/k3s /etc/rancher/k3s
+"#;
+
+/// Joins this machine to the cluster at `server` as a k3s agent (or finds it joined). The
+/// token reaches the machine in the script on stdin, never on a command line.
+pub fn agent_script(server: IpAddr, token: &str) -> String {
+    let host = match server {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    format!(
+        r#"set -e
+if k3s --version 2>/dev/null | grep -q '{v}'; then
+  echo "k3s {v} is installed"
+else
+  curl -sfL https://get.k3s.io -o /tmp/stackspin-k3s-install.sh
+  INSTALL_K3S_VERSION='{v}' K3S_URL='https://{host}:6443' K3S_TOKEN='{token}' sh /tmp/stackspin-k3s-install.sh agent
+  rm -f /tmp/stackspin-k3s-install.sh
+  k3s --version 2>/dev/null | grep -q '{v}' || {{ echo "k3s {v} is not there after its install script" >&2; exit 1; }}
+fi
+"#,
+        v = K3S_VERSION,
+        token = token.replace('\'', "")
     )
 }
 
