@@ -384,6 +384,14 @@ fn help_works_without_config_cluster_or_database() {
         &["audit"],
         &["user", "logout"],
         &["api-token", "create"],
+        &["create"],
+        &["install"],
+        &["info"],
+        &["secrets"],
+        &["purge"],
+        &["node"],
+        &["node", "add"],
+        &["manifests"],
     ];
     for args in commands {
         let mut all = args.to_vec();
