@@ -900,6 +900,14 @@ pub async fn info(root: &Path, cluster: &str, catalog: &Catalog, json: bool) -> 
             })
         })
         .collect();
+    let hosts: std::collections::BTreeMap<String, Option<String>> =
+        stackspin_platform::placements(catalog, &config)
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| (p.entry.name.clone(), p.url().map(|u| format!("{u}/"))))
+                    .collect()
+            })
+            .unwrap_or_default();
     let mut apps = Vec::new();
     for ns in [
         stackspin_platform::desired::CORE_NAMESPACE,
@@ -912,13 +920,14 @@ pub async fn info(root: &Path, cluster: &str, catalog: &Catalog, json: bool) -> 
                 .status
                 .as_ref()
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
-            let url = catalog
-                .get(&name)
-                .filter(|e| {
-                    !e.subdomain.is_empty() && e.ingress_annotations.is_some()
-                        || e.name == stackspin_catalog::CONTROL_PLANE
-                })
-                .map(|e| format!("https://{}.{}/", e.subdomain, config.domain));
+            // Where cluster.toml puts it (its subdomain, or the bare domain), else the
+            // catalog's default for an app installed from the Dashboard.
+            let url = hosts.get(&name).cloned().flatten().or_else(|| {
+                catalog
+                    .get(&name)
+                    .filter(|e| !e.subdomain.is_empty() && e.ingress_annotations.is_some())
+                    .map(|e| format!("https://{}.{}/", e.subdomain, config.domain))
+            });
             apps.push(serde_json::json!({
                 "name": name,
                 "namespace": ns,
