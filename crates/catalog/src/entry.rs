@@ -183,6 +183,8 @@ pub struct Entry {
     pub depends_on: Vec<String>,
     /// The entry this one is installed with (Onlyoffice with Nextcloud); never chosen alone.
     pub part_of: Option<String>,
+    /// Installed whenever the cluster has a backup store (`backup_s3_*`), never chosen.
+    pub with_backup: bool,
     /// The values path of the app's Ingress annotations, where the platform adds the IP
     /// allow-list middleware; `None` when the entry has no Ingress.
     pub ingress_annotations: Option<String>,
@@ -220,6 +222,8 @@ struct RawEntry {
     #[serde(default)]
     depends_on: Vec<String>,
     part_of: Option<String>,
+    #[serde(default)]
+    with_backup: bool,
     ingress_annotations: Option<String>,
     chart: RawChart,
     oidc: Option<RawOidc>,
@@ -421,6 +425,21 @@ pub(crate) fn load(
         None => None,
     };
 
+    if values.uses_backup() && !raw.with_backup {
+        return Err(CatalogError::Invalid {
+            file: values_file.clone(),
+            field: "backup".into(),
+            message: "the backup store's settings are only for entries with with_backup = true"
+                .into(),
+        });
+    }
+    if raw.with_backup && (raw.kind != Kind::Platform || raw.part_of.is_some()) {
+        return Err(bad(
+            "with_backup",
+            "only a platform entry of its own is installed with the backup store".into(),
+        ));
+    }
+
     let oidc = match raw.oidc {
         None => None,
         Some(o) => {
@@ -521,6 +540,12 @@ pub(crate) fn load(
             return Err(bad(
                 &format!("{field}.value"),
                 format!("only the {CONTROL_PLANE} entry may use ${{cluster_config}}"),
+            ));
+        }
+        if value.uses_backup() && !raw.with_backup {
+            return Err(bad(
+                &format!("{field}.value"),
+                "uses the backup store, which only entries with with_backup = true get".into(),
             ));
         }
         if value.uses_oidc() && oidc.is_none() {
@@ -644,6 +669,7 @@ pub(crate) fn load(
         note: raw.note,
         depends_on: raw.depends_on,
         part_of: raw.part_of,
+        with_backup: raw.with_backup,
         ingress_annotations,
         chart: Chart {
             source,

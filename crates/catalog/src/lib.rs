@@ -20,7 +20,7 @@ pub use entry::{
     AdminMapping, Chart, ChartSource, ClaimShape, Entry, GeneratedSecret, GroupsFrom, Kind, Oidc,
     Requests, SecretFormat, SecretKey, SecretValue, Volume, When,
 };
-pub use render::{MailContext, RenderContext, RenderError, Rendered};
+pub use render::{BackupContext, MailContext, RenderContext, RenderError, Rendered};
 
 /// The label every persistent volume of an app carries; the seed's restore procedure (and
 /// ours) selects an app's data by it.
@@ -196,7 +196,12 @@ impl Catalog {
     pub fn installable(&self) -> impl Iterator<Item = &Entry> {
         self.entries
             .iter()
-            .filter(|e| e.kind != Kind::Core && e.part_of.is_none())
+            .filter(|e| e.kind != Kind::Core && e.part_of.is_none() && !e.with_backup)
+    }
+
+    /// The entries installed whenever the cluster has a backup store (Velero).
+    pub fn backup_entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.with_backup)
     }
 
     /// The core entries, installed on every cluster.

@@ -33,6 +33,30 @@ impl std::fmt::Debug for MailContext {
     }
 }
 
+/// Where backups go (the cluster's `backup_s3_*`). The keys never reach `values`.
+#[derive(Clone)]
+pub struct BackupContext {
+    pub url: String,
+    pub bucket: String,
+    pub region: String,
+    pub prefix: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for BackupContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupContext")
+            .field("url", &self.url)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &"[redacted]")
+            .field("secret_access_key", &"[redacted]")
+            .finish()
+    }
+}
+
 /// What an entry is rendered with.
 pub struct RenderContext<'a> {
     pub domain: &'a str,
@@ -46,6 +70,8 @@ pub struct RenderContext<'a> {
     pub client_id: Option<&'a str>,
     pub client_secret: Option<&'a str>,
     pub mail: Option<&'a MailContext>,
+    /// The backup store, when the cluster has one (entries with `with_backup` need it).
+    pub backup: Option<&'a BackupContext>,
     /// The entry's generated secrets by name.
     pub secrets: &'a BTreeMap<String, String>,
     /// The host of each of the entry's parts (Onlyoffice's for Nextcloud), by part name.
@@ -140,6 +166,14 @@ impl Entry {
         }
         if let Some(mail) = ctx.mail {
             set_mail(&mut vars, mail);
+        }
+        if let Some(b) = ctx.backup {
+            vars.set("backup.url", b.url.as_str());
+            vars.set("backup.bucket", b.bucket.as_str());
+            vars.set("backup.region", b.region.as_str());
+            vars.set("backup.prefix", b.prefix.as_str());
+            vars.set("backup.access_key_id", b.access_key_id.as_str());
+            vars.set("backup.secret_access_key", b.secret_access_key.as_str());
         }
 
         let mut values = self.values.render(&vars).map_err(&missing)?;

@@ -37,6 +37,10 @@ pub const VALUE_PLACEHOLDERS: &[&str] = &[
     "mail.secure",
     "mail.use_tls",
     "mail.use_ssl",
+    "backup.url",
+    "backup.bucket",
+    "backup.region",
+    "backup.prefix",
 ];
 
 /// Placeholders only a secret value may use, besides `secret.<name>`.
@@ -45,6 +49,8 @@ pub const SECRET_PLACEHOLDERS: &[&str] = &[
     "mail.password",
     "mail.url",
     "cluster_config",
+    "backup.access_key_id",
+    "backup.secret_access_key",
 ];
 
 /// What a whole may know of each of its parts (Nextcloud of Onlyoffice): `part.<name>.<what>`.
@@ -173,6 +179,10 @@ impl Template {
 
     pub(crate) fn uses(&self, placeholder: &str) -> bool {
         self.names().iter().any(|n| n == placeholder)
+    }
+
+    pub(crate) fn uses_backup(&self) -> bool {
+        self.names().iter().any(|n| n.starts_with("backup."))
     }
 
     pub(crate) fn uses_mail(&self) -> bool {

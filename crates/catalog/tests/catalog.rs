@@ -93,6 +93,14 @@ fn render(entry: &Entry, mail: Option<&MailContext>) -> stackspin_catalog::Rende
         mail,
         secrets: &secrets,
         parts: &parts,
+        backup: Some(&stackspin_catalog::BackupContext {
+            url: "https://s3.example.net".into(),
+            bucket: "backups".into(),
+            region: "eu-1".into(),
+            prefix: "stackspin".into(),
+            access_key_id: "fixture-key-id".into(),
+            secret_access_key: "fixture-s3-key".into(),
+        }),
         cluster_config: Some(CLUSTER_TOML),
     };
     entry
@@ -338,6 +346,16 @@ fn bad_entries_are_refused_naming_the_file_and_field() {
             GOOD.replace("defaults = \"demo\"\n", ""),
             "a: 1\n",
             "chart.defaults",
+        ),
+        (
+            GOOD.to_string(),
+            "a: ${backup.bucket}\n",
+            "with_backup = true",
+        ),
+        (
+            format!("with_backup = true\n{GOOD}"),
+            "a: 1\n",
+            "with_backup",
         ),
     ];
     for (toml, values, expected) in cases {

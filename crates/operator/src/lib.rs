@@ -274,6 +274,9 @@ impl Operator {
     /// and stored (first writer wins across replicas), read again.
     async fn secrets(&self, apps: &[&str]) -> Result<GeneratedSecrets, OperatorError> {
         let mut names: Vec<&str> = self.catalog.core().map(|e| e.name.as_str()).collect();
+        if self.config.backup_s3.is_some() {
+            names.extend(self.catalog.backup_entries().map(|e| e.name.as_str()));
+        }
         for app in apps {
             names.extend(self.catalog.with_parts(app).map(|e| e.name.as_str()));
         }

@@ -141,6 +141,12 @@ pub fn placements<'a>(
     for entry in catalog.core() {
         place(entry, CORE_NAMESPACE, None)?;
     }
+    // Backups come with the backup store's settings, not with a choice.
+    if config.backup_s3.is_some() {
+        for entry in catalog.backup_entries() {
+            place(entry, CORE_NAMESPACE, None)?;
+        }
+    }
     for choice in &config.apps {
         let entry = catalog
             .get(&choice.name)
@@ -202,6 +208,20 @@ fn watched(mut m: ObjectMeta) -> ObjectMeta {
 
 fn yaml(value: &Value) -> Result<String, PlatformError> {
     serde_saphyr::to_string(value).map_err(|e| PlatformError::Render(format!("values: {e}")))
+}
+
+fn backup_context(config: &ClusterConfig) -> Option<stackspin_catalog::BackupContext> {
+    config
+        .backup_s3
+        .as_ref()
+        .map(|b| stackspin_catalog::BackupContext {
+            url: b.url.clone(),
+            bucket: b.bucket.clone(),
+            region: b.region.clone(),
+            prefix: b.prefix.clone(),
+            access_key_id: b.access_key_id.clone(),
+            secret_access_key: b.secret_access_key.clone(),
+        })
 }
 
 fn mail_context(config: &ClusterConfig) -> Option<MailContext> {
@@ -304,9 +324,9 @@ pub fn desired_state(
 }
 
 /// Whether the operator follows new versions of an entry: what an admin installs (core
-/// components and an app's parts move with Stackspin's own releases).
+/// components, an app's parts and the backup system move with Stackspin's own releases).
 pub fn probes_updates(e: &Entry) -> bool {
-    e.kind != Kind::Core && e.part_of.is_none()
+    e.kind != Kind::Core && e.part_of.is_none() && !e.with_backup
 }
 
 fn app_objects(
@@ -342,7 +362,9 @@ fn app_objects(
     let cluster_config = (app == stackspin_catalog::CONTROL_PLANE)
         .then(|| config.settings_toml())
         .transpose()?;
+    let backup = backup_context(config);
     let ctx = RenderContext {
+        backup: backup.as_ref(),
         parts: &parts,
         cluster_config: cluster_config.as_deref(),
         domain: &config.domain,

@@ -176,8 +176,8 @@ fn every_release_can_be_overridden_and_rolls_back() {
         }
     }
     assert_eq!(
-        releases, 11,
-        "two core entries, five apps, Nextcloud with Onlyoffice, monitoring with two parts"
+        releases, 12,
+        "two core entries, five apps, Nextcloud with Onlyoffice, monitoring with two parts, Velero"
     );
 }
 
@@ -366,4 +366,26 @@ fn a_whole_s_allow_list_covers_its_parts_with_a_web_address() {
             "onlyoffice-allowlist"
         ]
     );
+}
+
+/// Velero comes with the backup store's settings, with its S3 key only in its Secret, and
+/// not without them; it cannot be chosen as an app.
+#[test]
+fn backups_come_with_the_backup_store() {
+    let (objects, _) = state();
+    find(&objects, "HelmRelease", "velero");
+    let cloud = find(&objects, "Secret", "stackspin-velero-secrets");
+    assert!(secret_text(cloud, "cloud").contains("aws_secret_access_key=fixture-s3-secret"));
+    let values = find(&objects, "ConfigMap", "stackspin-velero-values").to_value();
+    let values = values["data"]["values.yaml"].as_str().expect("yaml");
+    assert!(values.contains("bucket: backups") && values.contains("s3Url: https://s3.example.net"));
+
+    let without = RawClusterConfig::from_toml(
+        "domain = \"example.org\"\nip_address = \"192.0.2.1\"\nadmin_email = \"a@example.org\"\n",
+    )
+    .expect("parses")
+    .resolve()
+    .expect("valid");
+    assert!(!all_entries(&without).contains(&"velero".to_string()));
+    assert!(catalog().installable().all(|e| e.name != "velero"));
 }
