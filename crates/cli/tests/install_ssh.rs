@@ -8,7 +8,7 @@
 //!   Everything after it (Flux, the platform, waiting for the core, the credentials) runs for
 //!   real against the test bed;
 //! - DNS for the test domain: a file of names (STACKSPIN_DNS_OVERRIDE_FILE);
-//! - a small VPS: the server is shown a smaller /proc/meminfo.
+//! - a small VPS: the server is shown a smaller /proc/meminfo; its disk is a 40 GiB tmpfs.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -369,9 +369,9 @@ async fn install_over_ssh_on_a_debian_server() {
         .unwrap()
         .to_string();
     let record =
-        std::fs::read_to_string(format!("{host_dir}/rootfs2/etc/rancher/node/joined")).unwrap();
+        std::fs::read_to_string(format!("{host_dir}/host2/etc/rancher/node/joined")).unwrap();
     let token = std::fs::read_to_string(format!(
-        "{host_dir}/rootfs/var/lib/rancher/k3s/server/node-token"
+        "{host_dir}/host1/var/lib/rancher/k3s/server/node-token"
     ))
     .unwrap();
     assert!(
@@ -397,7 +397,7 @@ async fn install_over_ssh_on_a_debian_server() {
     )
     .await);
     assert!(purged.contains("Purged ssh.example"), "{purged}");
-    assert!(!Path::new(&format!("{host_dir}/rootfs/usr/local/bin/k3s")).exists());
+    assert!(!Path::new(&format!("{host_dir}/host1/usr/local/bin/k3s")).exists());
     assert!(!d.join("clusters/ssh.example/kubeconfig.yaml").exists());
     assert!(
         d.join("clusters/ssh.example/secrets.toml").exists(),
