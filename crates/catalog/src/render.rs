@@ -34,7 +34,7 @@ impl std::fmt::Debug for MailContext {
 }
 
 /// Where backups go (the cluster's `backup_s3_*`). The keys never reach `values`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BackupContext {
     pub url: String,
     pub bucket: String,

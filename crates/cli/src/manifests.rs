@@ -54,7 +54,7 @@ pub fn run(config: Option<&Path>, args: &ManifestsArgs, json: bool) -> Result<()
         .map(|p| p.entry.name.clone())
         .collect();
     let names: Vec<&str> = entries.iter().map(String::as_str).collect();
-    let added = secrets.ensure(catalog, &names, random_secret)?;
+    let added = secrets.ensure(catalog, &names, stackspin_domain::secret::random_chars)?;
     let objects =
         stackspin_platform::desired_state(catalog, &cluster, &secrets, &Tuning::default())?;
     let files = manifests::tree(&objects)?;
@@ -62,7 +62,7 @@ pub fn run(config: Option<&Path>, args: &ManifestsArgs, json: bool) -> Result<()
     // The secrets first: a tree that refers to secrets nobody kept would be lost on the next
     // run, while kept secrets without a tree are harmless.
     if !added.is_empty() {
-        write_private(&args.secrets, secrets.to_toml().as_bytes())?;
+        stackspin_provision::folder::write_private(&args.secrets, secrets.to_toml().as_bytes())?;
     }
     write_tree(&args.out, &files)?;
 
@@ -93,38 +93,6 @@ pub fn run(config: Option<&Path>, args: &ManifestsArgs, json: bool) -> Result<()
             )
         },
     )
-}
-
-/// `n` random characters: base64url, so every character carries 6 bits.
-fn random_secret(n: usize) -> String {
-    let mut s = stackspin_domain::secret::random_token(n);
-    s.truncate(n);
-    s
-}
-
-/// Writes a file through a temporary one in the same folder, mode 0600 from the start, and
-/// renames it into place, so a crash leaves the old file or the new one, never half of one.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".stackspin-secrets")
-        .permissions(private_mode())
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn private_mode() -> std::fs::Permissions {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::Permissions::from_mode(0o600)
 }
 
 /// Writes the whole tree into a fresh folder beside `out`, then swaps it in: the old tree

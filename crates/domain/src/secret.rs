@@ -19,6 +19,13 @@ pub fn random_token(n: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// `n` random characters (base64url, 6 bits each): generated secrets of a chosen length.
+pub fn random_chars(n: usize) -> String {
+    let mut s = random_token(n);
+    s.truncate(n);
+    s
+}
+
 /// A fresh 256-bit client secret for a confidential OpenID Connect client.
 pub fn new_client_secret() -> String {
     random_token(32)

@@ -54,16 +54,31 @@ fn api(client: &Client, ar: &ApiResource, namespace: Option<&str>) -> Api<Dynami
     }
 }
 
-/// Applies one object. `dry_run` asks the API server to validate it (schema, admission)
+/// Applies one object and returns its resourceVersion afterwards (unchanged when the apply
+/// changed nothing). `dry_run` asks the API server to validate it (schema, admission)
 /// without storing it.
-pub async fn apply(client: &Client, o: &Object, dry_run: bool) -> Result<(), kube::Error> {
+pub async fn apply(
+    client: &Client,
+    o: &Object,
+    dry_run: bool,
+) -> Result<Option<String>, kube::Error> {
     let ar = resource(o);
     let api = api(client, &ar, o.namespace().as_deref());
     let mut params = PatchParams::apply(FIELD_MANAGER).force();
     params.dry_run = dry_run;
     api.patch(&o.name(), &params, &Patch::Apply(o.to_value()))
         .await
-        .map(|_| ())
+        .map(|d| d.metadata.resource_version)
+}
+
+/// The object's resourceVersion in the cluster, if it exists.
+pub async fn current_version(client: &Client, o: &Object) -> Result<Option<String>, kube::Error> {
+    let ar = resource(o);
+    let api = api(client, &ar, o.namespace().as_deref());
+    Ok(api
+        .get_opt(&o.name())
+        .await?
+        .and_then(|d| d.metadata.resource_version))
 }
 
 /// Objects of one kind in one namespace carrying a label selector.

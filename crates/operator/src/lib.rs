@@ -281,7 +281,11 @@ impl Operator {
             names.extend(self.catalog.with_parts(app).map(|e| e.name.as_str()));
         }
         let mut secrets = GeneratedSecrets::from_map(self.store.generated_secrets().await?);
-        let added = secrets.ensure(&self.catalog, &names, random_secret)?;
+        let added = secrets.ensure(
+            &self.catalog,
+            &names,
+            stackspin_domain::secret::random_chars,
+        )?;
         if added.is_empty() {
             return Ok(secrets);
         }
@@ -415,7 +419,7 @@ impl Operator {
         let mut app_errors: BTreeMap<String, String> = BTreeMap::new();
         for o in &objects {
             match apply::apply(&self.client, o, false).await {
-                Ok(()) => round.applied += 1,
+                Ok(_) => round.applied += 1,
                 Err(e) => {
                     let what = format!("{} {}: {}", o.kind(), o.name(), apply::describe(&e));
                     match app_of(o) {
@@ -687,11 +691,4 @@ fn app_of(o: &Object) -> Option<String> {
     v["metadata"]["labels"][APP_LABEL]
         .as_str()
         .map(str::to_string)
-}
-
-/// `n` random characters (base64url: 6 bits each).
-fn random_secret(n: usize) -> String {
-    let mut s = stackspin_domain::secret::random_token(n);
-    s.truncate(n);
-    s
 }

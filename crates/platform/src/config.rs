@@ -37,29 +37,8 @@ impl std::fmt::Debug for Mail {
     }
 }
 
-/// Where backups go (`backup_s3_*`); used by the backup issue's Velero entry.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BackupS3 {
-    pub url: String,
-    pub bucket: String,
-    pub region: String,
-    pub prefix: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for BackupS3 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackupS3")
-            .field("url", &self.url)
-            .field("bucket", &self.bucket)
-            .field("region", &self.region)
-            .field("prefix", &self.prefix)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"[redacted]")
-            .finish()
-    }
-}
+/// Where backups go (`backup_s3_*`): the same settings Velero's catalog entry renders with.
+pub type BackupS3 = stackspin_catalog::BackupContext;
 
 /// Which Let's Encrypt the cluster's certificates come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]

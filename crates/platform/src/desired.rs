@@ -210,20 +210,6 @@ fn yaml(value: &Value) -> Result<String, PlatformError> {
     serde_saphyr::to_string(value).map_err(|e| PlatformError::Render(format!("values: {e}")))
 }
 
-fn backup_context(config: &ClusterConfig) -> Option<stackspin_catalog::BackupContext> {
-    config
-        .backup_s3
-        .as_ref()
-        .map(|b| stackspin_catalog::BackupContext {
-            url: b.url.clone(),
-            bucket: b.bucket.clone(),
-            region: b.region.clone(),
-            prefix: b.prefix.clone(),
-            access_key_id: b.access_key_id.clone(),
-            secret_access_key: b.secret_access_key.clone(),
-        })
-}
-
 fn mail_context(config: &ClusterConfig) -> Option<MailContext> {
     config.mail.as_ref().map(|m| MailContext {
         host: m.smtp_host.clone(),
@@ -362,9 +348,8 @@ fn app_objects(
     let cluster_config = (app == stackspin_catalog::CONTROL_PLANE)
         .then(|| config.settings_toml())
         .transpose()?;
-    let backup = backup_context(config);
     let ctx = RenderContext {
-        backup: backup.as_ref(),
+        backup: config.backup_s3.as_ref(),
         parts: &parts,
         cluster_config: cluster_config.as_deref(),
         domain: &config.domain,

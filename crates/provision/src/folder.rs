@@ -114,7 +114,7 @@ impl ClusterFolder {
             .map(|p| p.entry.name.clone())
             .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let added = secrets.ensure(catalog, &refs, random_secret)?;
+        let added = secrets.ensure(catalog, &refs, stackspin_domain::secret::random_chars)?;
         if !added.is_empty() {
             write_private(&self.file(SECRETS_TOML), secrets.to_toml().as_bytes())?;
         }
@@ -153,13 +153,6 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ClusterConfig, ProvisionE
     })?;
     raw.resolve()
         .map_err(|e| ProvisionError::Input(format!("{}: {e}", path.display())))
-}
-
-/// `n` random characters: base64url, so every character carries 6 bits.
-fn random_secret(n: usize) -> String {
-    let mut s = stackspin_domain::secret::random_token(n);
-    s.truncate(n);
-    s
 }
 
 /// Writes a file through a temporary one in the same folder, mode 0600 from the start, and

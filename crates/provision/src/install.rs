@@ -318,54 +318,27 @@ pub fn needs_core(o: &Object) -> bool {
 }
 
 /// Applies the objects server-side under the operator's field manager (so the control plane
-/// in the cluster takes them over without conflicts). Returns how many changed.
+/// in the cluster takes them over without conflicts). Returns how many changed: a server-side
+/// apply that changes nothing leaves the resourceVersion as it was.
 pub async fn apply_objects(client: &Client, objects: &[Object]) -> Result<usize, ProvisionError> {
+    use stackspin_operator::apply;
     let mut changed = 0;
     for o in objects {
-        let before = current_version(client, o).await?;
-        stackspin_operator::apply::apply(client, o, false)
-            .await
-            .map_err(|e| {
-                ProvisionError::Cluster(format!(
-                    "applying {} {}: {}",
-                    o.kind(),
-                    o.name(),
-                    stackspin_operator::apply::describe(&e)
-                ))
-            })?;
-        if current_version(client, o).await? != before {
+        let failed = |e: kube::Error| {
+            ProvisionError::Cluster(format!(
+                "applying {} {}: {}",
+                o.kind(),
+                o.name(),
+                apply::describe(&e)
+            ))
+        };
+        let before = apply::current_version(client, o).await.map_err(failed)?;
+        let after = apply::apply(client, o, false).await.map_err(failed)?;
+        if after != before {
             changed += 1;
         }
     }
     Ok(changed)
-}
-
-/// The object's resourceVersion in the cluster, if it exists (a server-side apply that
-/// changes nothing leaves it as it was).
-async fn current_version(client: &Client, o: &Object) -> Result<Option<String>, ProvisionError> {
-    let v = o.to_value();
-    let api_version = v["apiVersion"].as_str().unwrap_or_default();
-    let (group, version) = match api_version.split_once('/') {
-        Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (String::new(), api_version.to_string()),
-    };
-    let kind = o.kind();
-    let gvk = kube::api::GroupVersionKind::gvk(&group, &version, &kind);
-    // The kinds the platform makes all form their plural regularly.
-    let lower = kind.to_ascii_lowercase();
-    let plural = match lower.strip_suffix('y') {
-        Some(stem) => format!("{stem}ies"),
-        None => format!("{lower}s"),
-    };
-    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, &plural);
-    let api: Api<DynamicObject> = match v["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
-    Ok(api
-        .get_opt(&o.name())
-        .await?
-        .and_then(|d| d.metadata.resource_version))
 }
 
 /// The state of each core HelmRelease: `None` while it is not ready yet, with the reason.
