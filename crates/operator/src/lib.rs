@@ -6,6 +6,7 @@
 //! level-triggered and idempotent: a restart in the middle simply converges on the next one.
 
 pub mod apply;
+pub mod backups;
 pub mod clients;
 pub mod leader;
 pub mod status;
@@ -63,6 +64,10 @@ pub struct Settings {
     pub identity: String,
     /// How long a Lease holds without renewal.
     pub lease_duration: Duration,
+    /// How long a restore waits for the app's workloads and volumes to go.
+    pub restore_step_timeout: Duration,
+    /// How long a restore waits for the app to be ready again.
+    pub restore_ready_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -72,6 +77,8 @@ impl Default for Settings {
             interval: Duration::from_secs(30),
             identity: default_identity(),
             lease_duration: Duration::from_secs(15),
+            restore_step_timeout: Duration::from_secs(300),
+            restore_ready_timeout: Duration::from_secs(900),
         }
     }
 }
@@ -238,6 +245,15 @@ impl Operator {
                     }
                 }
             }
+            if leads {
+                match self.backups_round().await {
+                    Ok(true) => wait = wait.min(backups::RESTORE_POLL),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "operator: backups and restores");
+                    }
+                }
+            }
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => { last_round = None; }
@@ -251,7 +267,7 @@ impl Operator {
         }
     }
 
-    fn choice(&self, row: &InstalledApp) -> AppChoice {
+    fn choice(&self, row: &InstalledApp, suspended: &[String]) -> AppChoice {
         let mut c = self
             .config
             .apps
@@ -261,6 +277,7 @@ impl Operator {
             .unwrap_or_else(|| AppChoice::new(&row.name));
         c.subdomain = row.subdomain.clone();
         c.version = semver::Version::parse(&row.target_version).ok();
+        c.suspended = suspended.contains(&row.name);
         c
     }
 
@@ -363,6 +380,9 @@ impl Operator {
         let mut round = Round::default();
         self.adopt_handover().await?;
         let rows = self.store.installed_apps().await?;
+        // Apps a restore is replacing: their releases are suspended and they show so.
+        let suspended = self.store.suspended_apps().await?;
+        let restoring = self.store.active_restore().await?.map(|r| r.app);
         let mut statuses: BTreeMap<String, ReleaseStatus> = BTreeMap::new();
         let fail = |reason: String| ReleaseStatus {
             state: AppState::Failed,
@@ -382,10 +402,10 @@ impl Operator {
                 );
                 continue;
             };
-            let mut apps = vec![self.choice(row)];
+            let mut apps = vec![self.choice(row, &suspended)];
             for dep in &entry.depends_on {
                 if let Some(d) = wanted.iter().find(|w| &w.name == dep) {
-                    apps.push(self.choice(d));
+                    apps.push(self.choice(d, &suspended));
                 }
             }
             match desired::placements(&self.catalog, &self.config_with(apps)) {
@@ -397,7 +417,7 @@ impl Operator {
         }
         let good_names: Vec<&str> = good.iter().map(|r| r.name.as_str()).collect();
         let secrets = self.secrets(&good_names).await?;
-        let config = self.config_with(good.iter().map(|r| self.choice(r)).collect());
+        let config = self.config_with(good.iter().map(|r| self.choice(r, &suspended)).collect());
         let objects =
             desired::desired_state(&self.catalog, &config, &secrets, &self.settings.tuning)?;
         let placements = desired::placements(&self.catalog, &config)?;
@@ -511,6 +531,13 @@ impl Operator {
                 continue;
             };
             let mut st = self.observe(p, &row.target_version).await?;
+            if restoring.as_deref() == Some(row.name.as_str()) && suspended.contains(&row.name) {
+                st.state = AppState::Restoring;
+                st.reason = "a restore is replacing its data".into();
+            } else if suspended.contains(&row.name) {
+                st.state = AppState::Failed;
+                st.reason = "a restore failed: its release stays suspended until a restore finishes (see `stackspin restore list`)".into();
+            }
             if let Some(e) = app_errors.remove(&row.name) {
                 st.state = AppState::Failed;
                 st.reason = e;

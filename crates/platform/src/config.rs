@@ -69,6 +69,8 @@ pub struct AppChoice {
     pub version: Option<semver::Version>,
     /// Addresses allowed to reach the app (the seed's ingress allow-list); empty is everyone.
     pub allow_list: Vec<String>,
+    /// Flux leaves the app's releases alone (a restore is replacing its data).
+    pub suspended: bool,
 }
 
 impl AppChoice {
@@ -78,6 +80,7 @@ impl AppChoice {
             subdomain: None,
             version: None,
             allow_list: Vec::new(),
+            suspended: false,
         }
     }
 }
@@ -349,6 +352,7 @@ impl RawClusterConfig {
                 subdomain: raw.subdomain,
                 version,
                 allow_list: raw.allow_list,
+                suspended: false,
             });
         }
         if let Some(name) = tables.keys().next() {

@@ -57,6 +57,8 @@ pub struct Placement<'a> {
     pub host: String,
     pub version: semver::Version,
     pub allow_list: Vec<String>,
+    /// The release is suspended: a restore is replacing the app's data (its parts too).
+    pub suspended: bool,
 }
 
 impl Placement<'_> {
@@ -134,6 +136,7 @@ pub fn placements<'a>(
             host,
             version,
             allow_list,
+            suspended: choice.is_some_and(|c| c.suspended),
         });
         Ok(())
     };
@@ -566,7 +569,7 @@ fn app_objects(
             chart_ref,
             release_name: Some(app.into()),
             timeout: Some(tuning.timeout.clone()),
-            suspend: None,
+            suspend: p.suspended.then_some(true),
             depends_on,
             install: Some(Install {
                 crds: Some("CreateReplace".into()),

@@ -24,6 +24,8 @@ pub enum AppState {
     UpdatePending,
     /// An upgrade failed and Flux rolled back to the previous version.
     RolledBack,
+    /// A restore is replacing its data; its releases are suspended meanwhile.
+    Restoring,
     Uninstalling,
 }
 
@@ -36,6 +38,7 @@ impl AppState {
             AppState::Failed => "failed",
             AppState::UpdatePending => "update_pending",
             AppState::RolledBack => "rolled_back",
+            AppState::Restoring => "restoring",
             AppState::Uninstalling => "uninstalling",
         }
     }
@@ -48,6 +51,7 @@ impl AppState {
             "failed" => AppState::Failed,
             "update_pending" => AppState::UpdatePending,
             "rolled_back" => AppState::RolledBack,
+            "restoring" => AppState::Restoring,
             "uninstalling" => AppState::Uninstalling,
             _ => return None,
         })

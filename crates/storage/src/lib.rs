@@ -11,6 +11,7 @@
 mod accounts;
 mod apps;
 mod audit;
+mod backups;
 mod directory;
 mod error;
 mod installed;
@@ -32,6 +33,10 @@ use stackspin_domain::settings::DatabaseUrl;
 pub use accounts::{DueMail, LinkPurpose, NewLink, OutgoingMail};
 pub use apps::{AppStatus, GroupsClaim};
 pub use audit::{AuditEvent, AuditFilter};
+pub use backups::{
+    Backup, BackupPhase, BackupReason, ObservedBackup, Restore, RestoreEvent, RestoreRefusal,
+    RestoreState, RestoreStep,
+};
 pub use directory::{UserPage, UserPageRequest, UserPatch, UserSort};
 pub use error::StorageError;
 pub use installed::{AppState, InstalledApp, ReleaseStatus};

@@ -22,6 +22,7 @@ use kube::{Client, Config};
 mod charts;
 pub mod cosmos;
 pub mod platform;
+pub mod velero;
 mod wait;
 
 pub use charts::{ChartRepo, ChartVersion};

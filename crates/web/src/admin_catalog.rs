@@ -54,6 +54,7 @@ impl CatalogRow {
             "failed" => "msg.admin_catalog.state_failed",
             "update_pending" => "msg.admin_catalog.state_update_pending",
             "rolled_back" => "msg.admin_catalog.state_rolled_back",
+            "restoring" => "msg.admin_catalog.state_restoring",
             _ => "msg.admin_catalog.state_uninstalling",
         }
     }

@@ -76,6 +76,7 @@ pub fn settings(identity: &str) -> Settings {
         interval: Duration::from_secs(2),
         identity: identity.into(),
         lease_duration: Duration::from_secs(3),
+        ..Settings::default()
     }
 }
 
