@@ -62,6 +62,7 @@ pub fn backup_object(
     app: Option<&str>,
     namespaces: &[&str],
     reason: BackupReason,
+    volume_data: bool,
 ) -> Value {
     let mut labels = serde_json::Map::new();
     labels.insert(REASON_LABEL.into(), json!(reason.as_str()));
@@ -70,7 +71,7 @@ pub fn backup_object(
         "includedNamespaces": namespaces,
         "ttl": BACKUP_TTL,
         // local-path volumes cannot be snapshotted: the node agent copies them file by file.
-        "defaultVolumesToFsBackup": true,
+        "defaultVolumesToFsBackup": volume_data,
         "snapshotVolumes": false,
     });
     if let Some(app) = app {
@@ -233,7 +234,13 @@ impl Operator {
             Some(app) => self.app_namespaces(app),
             None => vec![desired::CORE_NAMESPACE, desired::APPS_NAMESPACE],
         };
-        let obj = backup_object(&b.name, b.app.as_deref(), &namespaces, b.reason);
+        let obj = backup_object(
+            &b.name,
+            b.app.as_deref(),
+            &namespaces,
+            b.reason,
+            self.settings.volume_data,
+        );
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), VELERO_NAMESPACE, &backup_resource());
         let data: DynamicObject = serde_json::from_value(obj)
@@ -491,7 +498,14 @@ impl Operator {
                 Ok(Progress::Wait)
             }
             RestoreStep::Restore => {
-                let name = format!("{}-restore-{}", r.app, r.id);
+                // The time keeps names apart across databases (a control plane restored
+                // from an older copy counts its restores from an earlier number again).
+                let name = format!(
+                    "{}-restore-{}-{}",
+                    r.app,
+                    r.id,
+                    r.requested_at.format("%Y%m%d-%H%M%S")
+                );
                 let api: Api<DynamicObject> = Api::namespaced_with(
                     self.client.clone(),
                     VELERO_NAMESPACE,

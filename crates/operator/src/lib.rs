@@ -68,6 +68,10 @@ pub struct Settings {
     pub restore_step_timeout: Duration,
     /// How long a restore waits for the app to be ready again.
     pub restore_ready_timeout: Duration,
+    /// Whether the backups the control plane makes copy volume data (Velero's file-system
+    /// backup by its node agent). Off only where no node agent can run, as on the test bed,
+    /// whose pods are simulated: there a backup holds the objects and claims alone.
+    pub volume_data: bool,
 }
 
 impl Default for Settings {
@@ -79,6 +83,7 @@ impl Default for Settings {
             lease_duration: Duration::from_secs(15),
             restore_step_timeout: Duration::from_secs(300),
             restore_ready_timeout: Duration::from_secs(900),
+            volume_data: true,
         }
     }
 }

@@ -69,13 +69,24 @@ pub fn install_platform_crds(bed: &TestBed) -> Result<()> {
 /// The test catalog's files, `(path in the catalog folder, text)`: one app, `hello`, whose
 /// chart comes from `url` (a [`crate::ChartRepo`]).
 pub fn hello_catalog_files(url: &str) -> Vec<(String, String)> {
+    app_catalog_files(url, "hello")
+}
+
+/// One app named `name` (also its subdomain) played by the `hello` chart, so a test can
+/// have two apps side by side.
+pub fn app_catalog_files(url: &str, name: &str) -> Vec<(String, String)> {
+    let mut title: Vec<char> = name.chars().collect();
+    if let Some(c) = title.first_mut() {
+        *c = c.to_ascii_uppercase();
+    }
+    let title: String = title.into_iter().collect();
     let app = format!(
-        r#"name = "hello"
-title = "Hello"
+        r#"name = "{name}"
+title = "{title}"
 summary = "The test bed's chart."
-docs = "https://docs.example.test/hello"
+docs = "https://docs.example.test/{name}"
 kind = "app"
-subdomain = "hello"
+subdomain = "{name}"
 ingress_annotations = "ingress.annotations"
 
 [chart]
@@ -102,7 +113,7 @@ key = "CLIENT_SECRET"
 value = "${{oidc.client_secret}}"
 
 [[volumes]]
-name = "hello-data"
+name = "{name}-data"
 
 [requests]
 cpu = "10m"
@@ -112,8 +123,8 @@ memory = "16Mi"
     let values =
         "greeting: hello\nissuer: ${issuer}\nclientId: ${client_id}\ningress:\n  annotations: {}\n";
     vec![
-        ("hello/app.toml".to_string(), app),
-        ("hello/values.yaml".to_string(), values.to_string()),
+        (format!("{name}/app.toml"), app),
+        (format!("{name}/values.yaml"), values.to_string()),
     ]
 }
 

@@ -120,6 +120,21 @@ stringData:
     aws_access_key_id={ACCESS_KEY}
     aws_secret_access_key={SECRET_KEY}
 ---
+# What the chart's Deployment would be: the restore reads Velero's own image from it (for
+# the restore helper). No replica runs; the server runs outside the cluster.
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: velero, namespace: {NAMESPACE}}}
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{name: velero}}}}
+  template:
+    metadata: {{labels: {{name: velero}}}}
+    spec:
+      containers:
+        - name: velero
+          image: velero/velero:v1.18.3
+---
 apiVersion: velero.io/v1
 kind: BackupStorageLocation
 metadata: {{name: default, namespace: {NAMESPACE}}}
@@ -159,8 +174,8 @@ spec:
             ])
             .env("VELERO_SCRATCH_DIR", dir.path().join("scratch"))
             .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::options().append(true).open(&log)?)
             .spawn()
             .context("starting velero server")?;
         let velero = Velero {

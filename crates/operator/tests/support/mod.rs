@@ -76,6 +76,8 @@ pub fn settings(identity: &str) -> Settings {
         interval: Duration::from_secs(2),
         identity: identity.into(),
         lease_duration: Duration::from_secs(3),
+        // No node agent runs on the test bed (its pods are simulated).
+        volume_data: false,
         ..Settings::default()
     }
 }

@@ -1,0 +1,275 @@
+//! Backups and per-app restores on the test bed, with the real Velero server and its AWS
+//! plugin (built from their Go modules) writing to a real S3 API on loopback (moto).
+//! Stand-ins, named: the `hello` chart on loopback plays two apps; pods never run, so Velero
+//! backs up and restores objects and claims but no volume data (there is no node agent).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::{Api, Patch, PatchParams};
+use stackspin_catalog::Catalog;
+use stackspin_operator::Operator;
+use stackspin_platform::crds::HelmRelease;
+use stackspin_platform::desired::APPS_NAMESPACE;
+use stackspin_platform::{ClusterConfig, RawClusterConfig};
+use stackspin_storage::testing::TestDb;
+use stackspin_storage::{
+    AppState, BackupPhase, BackupReason, RestoreRefusal, RestoreState, RestoreStep, Store,
+};
+use stackspin_testbed::platform::app_catalog_files;
+use stackspin_testbed::velero::Velero;
+use stackspin_testbed::{ChartRepo, ChartVersion, TestBed};
+use support::*;
+
+const STEP: Duration = Duration::from_secs(150);
+
+fn two_apps(url: &str) -> Arc<Catalog> {
+    let mut files = app_catalog_files(url, "hello");
+    files.extend(app_catalog_files(url, "other"));
+    Arc::new(Catalog::from_files(files.iter().map(|(p, t)| (p.as_str(), t.as_str()))).unwrap())
+}
+
+fn backup_config(velero: &Velero) -> ClusterConfig {
+    let text = format!(
+        "domain = \"example.test\"\nip_address = \"192.0.2.10\"\n\
+         admin_email = \"admin@example.test\"\n{}",
+        velero.cluster_toml()
+    );
+    RawClusterConfig::from_toml(&text)
+        .unwrap()
+        .resolve()
+        .unwrap()
+}
+
+async fn mark(client: &kube::Client, claim: &str, value: &str) -> Result<()> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {"test.stackspin.net/mark": value}}});
+    api.patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+async fn claim(client: &kube::Client, name: &str) -> Result<PersistentVolumeClaim> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    Ok(api.get(name).await?)
+}
+
+fn mark_of(c: &PersistentVolumeClaim) -> Option<String> {
+    c.metadata
+        .annotations
+        .as_ref()?
+        .get("test.stackspin.net/mark")
+        .cloned()
+}
+
+/// Runs the operator's backup rounds until the backup is final.
+async fn backup_done(op: &Operator, store: &Store, name: &str, velero: &Velero) -> Result<()> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        op.backups_round().await?;
+        let b = store.backup(name).await?;
+        if b.as_ref().is_some_and(|b| b.phase.is_final()) {
+            let b = b.unwrap();
+            if b.phase != BackupPhase::Completed {
+                bail!("backup {name} ended {b:?}; Velero: {}", velero.log_tail(15));
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "backup {name} not done: {b:?}; Velero: {}",
+                velero.log_tail(15)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_replaces_one_apps_objects_and_claims_and_nothing_else() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let velero = Velero::start(bed).await?;
+    let repo = ChartRepo::serve(&[ChartVersion::new("hello", "0.1.0")]).await?;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let catalog = two_apps(&repo.url);
+    let op = Operator::new(
+        client.clone(),
+        store.clone(),
+        catalog.clone(),
+        backup_config(&velero),
+        settings("one"),
+    );
+
+    for app in ["hello", "other"] {
+        store.request_install(app, None, true, "0.1.0").await?;
+    }
+    for app in ["hello", "other"] {
+        converge(&op, store, app, "the apps to be ready", STEP, |r| {
+            r.is_some_and(|r| matches!(r.state, AppState::Ready | AppState::UpdatePending))
+        })
+        .await?;
+    }
+    mark(&client, "hello-data", "backed-up").await?;
+    mark(&client, "other-data", "backed-up").await?;
+
+    // A platform backup, as "Back up now" makes it: it lands in the bucket.
+    let apps = vec!["hello".to_string(), "other".to_string()];
+    store
+        .request_backup("platform-manual-1", None, BackupReason::Manual, &apps, None)
+        .await?;
+    backup_done(&op, store, "platform-manual-1", &velero).await?;
+    let b = store.backup("platform-manual-1").await?.unwrap();
+    assert!(b.items > 0, "{b:?}");
+    assert!(b.completed_at.is_some() && b.expires_at.is_some(), "{b:?}");
+    let keys = velero.objects()?;
+    assert!(
+        keys.iter()
+            .any(|k| k == "cluster/backups/platform-manual-1/platform-manual-1.tar.gz"),
+        "{keys:?}"
+    );
+
+    // Both apps change after the backup.
+    mark(&client, "hello-data", "changed").await?;
+    mark(&client, "other-data", "changed").await?;
+    let other_before = claim(&client, "other-data").await?;
+    let hello_before = claim(&client, "hello-data").await?;
+
+    // Refusals change nothing.
+    assert_eq!(
+        store
+            .request_restore("hello", "no-such-backup", None)
+            .await?,
+        Err(RestoreRefusal::NoSuchBackup("no-such-backup".into()))
+    );
+    let restore = store
+        .request_restore("hello", "platform-manual-1", Some("admin@example.test"))
+        .await?
+        .unwrap();
+    match store
+        .request_restore("other", "platform-manual-1", None)
+        .await?
+    {
+        Err(RestoreRefusal::Busy { id, .. }) => assert_eq!(id, restore.id),
+        other => panic!("a second restore must be refused: {other:?}"),
+    }
+
+    // Drive the restore; halfway through, a new operator (a restarted `serve`) takes over
+    // from what the database says.
+    let started = Instant::now();
+    let mut op = op;
+    let mut restarted = false;
+    let mut seen: BTreeMap<RestoreStep, Instant> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let done = loop {
+        op.backups_round().await?;
+        let r = store.restore(restore.id).await?.unwrap();
+        seen.entry(r.step).or_insert_with(Instant::now);
+        if r.step == RestoreStep::Remove && !restarted {
+            restarted = true;
+            op = Operator::new(
+                client.clone(),
+                store.clone(),
+                catalog.clone(),
+                backup_config(&velero),
+                settings("two"),
+            );
+        }
+        if r.state != RestoreState::Running {
+            break r;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the restore did not finish: {r:#?}; Velero: {}",
+                velero.log_tail(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let took = started.elapsed();
+    eprintln!("restore took {took:?}; steps:");
+    for e in &done.events {
+        eprintln!("  [{}] {}", e.step.as_str(), e.message);
+    }
+    assert_eq!(
+        done.state,
+        RestoreState::Done,
+        "{done:#?}; Velero: {}",
+        velero.log_tail(40)
+    );
+    assert!(restarted);
+    // Every step ran, in order, each recorded.
+    let steps: Vec<RestoreStep> = done.events.iter().map(|e| e.step).collect();
+    for s in &RestoreStep::ALL[..6] {
+        assert!(steps.contains(s), "{s:?} missing from {steps:?}");
+    }
+
+    // The safety backup was complete before anything was removed.
+    let safety = done.safety_backup.clone().unwrap();
+    let sb = store.backup(&safety).await?.unwrap();
+    assert_eq!(sb.phase, BackupPhase::Completed);
+    assert_eq!(sb.reason, BackupReason::Safety);
+    assert_eq!(sb.app.as_deref(), Some("hello"));
+    let safety_done = done
+        .events
+        .iter()
+        .find(|e| e.step == RestoreStep::SafetyBackup && e.message.contains("completed"))
+        .unwrap()
+        .at;
+    let removed = done
+        .events
+        .iter()
+        .find(|e| e.step == RestoreStep::Remove)
+        .unwrap()
+        .at;
+    assert!(safety_done <= removed);
+    assert!(
+        velero
+            .objects()?
+            .iter()
+            .any(|k| k.ends_with(&format!("{safety}.tar.gz")))
+    );
+
+    // hello's claim is the backup's: a new object with the backed-up annotation, labelled by
+    // Velero's restore. other's claim is the very same object, untouched.
+    let hello_after = claim(&client, "hello-data").await?;
+    assert_eq!(mark_of(&hello_after).as_deref(), Some("backed-up"));
+    assert_ne!(hello_after.metadata.uid, hello_before.metadata.uid);
+    assert!(
+        hello_after
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .contains_key("velero.io/restore-name")
+    );
+    let other_after = claim(&client, "other-data").await?;
+    assert_eq!(mark_of(&other_after).as_deref(), Some("changed"));
+    assert_eq!(other_after.metadata.uid, other_before.metadata.uid);
+    assert_eq!(
+        other_after.metadata.resource_version,
+        other_before.metadata.resource_version
+    );
+    // hello's release runs again, and the app is ready.
+    let releases: Api<HelmRelease> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    assert_ne!(releases.get("hello").await?.spec.suspend, Some(true));
+    let row = store.installed_app("hello").await?.unwrap();
+    assert!(
+        matches!(row.state, AppState::Ready | AppState::UpdatePending),
+        "{row:?}"
+    );
+    // A new restore is possible once this one is done.
+    assert!(store.active_restore().await?.is_none());
+    Ok(())
+}
