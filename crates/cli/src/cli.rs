@@ -126,6 +126,13 @@ pub enum Command {
     /// Show audit events (logins, MFA, recovery, invitations, role and client changes),
     /// newest first.
     Audit(AuditArgs),
+    /// Backups of the apps and the control plane (Velero, to the S3 store in cluster.toml).
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Replace an app's data with a backup's: a safety backup of the current data first, then
+    /// the app is stopped, its workloads and volumes removed, the backup's restored, the app
+    /// started and waited for. `stackspin serve` does the work; this follows it.
+    Restore(RestoreArgs),
     /// Write the cluster's desired state (namespaces, Flux sources and HelmReleases, their
     /// values, ClusterIssuers) as a kustomize tree. With the global --config, FILE is the
     /// cluster configuration (cluster.toml: domain, ip_address, admin_email, outgoing_mail_*,
@@ -311,6 +318,10 @@ pub struct ServeArgs {
     /// Dashboard or API start a round at once, those made with `stackspin app` wait for it.
     #[arg(long, env = "STACKSPIN_OPERATOR_INTERVAL", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub operator_interval: u64,
+    /// Backups the control plane makes hold objects and claims but no volume data: only for
+    /// a cluster where Velero's node agent cannot run (the test bed's simulated pods).
+    #[arg(long, env = "STACKSPIN_BACKUP_OBJECTS_ONLY", hide = true)]
+    pub backup_objects_only: bool,
     /// A file holding the first admin's setup password, used instead of a generated one when
     /// the database has no users (the installer chooses it, so it can show it later).
     #[arg(long, env = "STACKSPIN_SETUP_PASSWORD_FILE", value_name = "FILE")]
@@ -437,6 +448,53 @@ pub enum KeysCommand {
     /// until the tokens they signed have expired; running servers pick the new keys up within
     /// 30 seconds.
     Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Backups, newest first: what they hold, their state, size and expiry.
+    List,
+    /// Back up now: one app, or the whole platform.
+    Create {
+        /// Only this app (and its parts).
+        #[arg(long)]
+        app: Option<String>,
+        /// Wait until the backup has finished.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// One backup.
+    Show {
+        /// The backup's name (see `stackspin backup list`).
+        backup: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RestoreArgs {
+    #[command(subcommand)]
+    pub command: Option<RestoreCommand>,
+    /// The app whose data is replaced.
+    pub app: Option<String>,
+    /// The backup to restore it from (see `stackspin backup list`).
+    #[arg(long, value_name = "BACKUP")]
+    pub from: Option<String>,
+    /// Ask for the restore and return at once instead of following it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RestoreCommand {
+    /// Restores, newest first.
+    List,
+    /// One restore and each of its steps; with --follow, until it ends.
+    Status {
+        id: i64,
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Args)]

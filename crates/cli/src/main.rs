@@ -5,6 +5,7 @@
 
 mod apps;
 mod audit;
+mod backups;
 mod cli;
 mod credentials;
 mod installs;
@@ -140,6 +141,8 @@ async fn run(cli: Cli) -> Result<()> {
             create_api_token(&settings, &name, &admin, json).await
         }
         Command::Audit(args) => audit::run(&settings, &args, json).await,
+        Command::Backup(cmd) => backups::backup(&settings, cmd, json).await,
+        Command::Restore(args) => backups::restore(&settings, args, json).await,
         Command::SecretKey(cli::SecretKeyCommand::Rotate) => {
             rotate_secret_key(&settings, json).await
         }

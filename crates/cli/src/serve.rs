@@ -24,6 +24,7 @@ pub struct Cluster {
     client: kube::Client,
     config: ClusterConfig,
     interval: std::time::Duration,
+    volume_data: bool,
 }
 
 /// Connects to the cluster if there is one, and reads what the operator needs. Done before
@@ -59,6 +60,7 @@ pub async fn cluster(args: &ServeArgs) -> Result<Option<Cluster>> {
         client,
         config,
         interval: std::time::Duration::from_secs(args.operator_interval),
+        volume_data: !args.backup_objects_only,
     }))
 }
 
@@ -114,6 +116,7 @@ pub async fn run(
     let mut platform = Platform::without_cluster(catalog);
     let operator = cluster.map(|c| {
         let domain = c.config.domain.clone();
+        let backup_store = c.config.backup_s3.is_some();
         let op = Operator::new(
             c.client,
             store.clone(),
@@ -121,12 +124,14 @@ pub async fn run(
             c.config,
             OperatorSettings {
                 interval: c.interval,
+                volume_data: c.volume_data,
                 ..OperatorSettings::default()
             },
         );
         platform.cluster = Some(stackspin_web::platform::Cluster {
             domain,
             wake: op.waker(),
+            backup_store,
         });
         let mut rx = stop_rx.clone();
         tracing::info!("app operator started");

@@ -4,18 +4,14 @@
 
 use std::{
     path::Path,
-    process::{Command, Output},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
 mod support;
-use support::{Server, Site};
-
-fn stderr_line(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use support::{Server, Site, assert_one_line_error, stderr_line};
 
 /// The operator's whole first day, on one backend.
 async fn operator_story(site: Site) {
@@ -216,6 +212,13 @@ fn help_works_without_config_cluster_or_database() {
         &["node"],
         &["node", "add"],
         &["manifests"],
+        &["backup"],
+        &["backup", "list"],
+        &["backup", "create"],
+        &["backup", "show"],
+        &["restore"],
+        &["restore", "list"],
+        &["restore", "status"],
     ];
     for args in commands {
         let mut all = args.to_vec();
@@ -230,19 +233,6 @@ fn help_works_without_config_cluster_or_database() {
         assert!(text.contains("Usage: stackspin"), "{all:?}: {text}");
     }
     assert_eq!(std::fs::read_dir(site.dir.path()).unwrap().count(), 0);
-}
-
-/// Asserts a command fails with exit code 1 and exactly one line on stderr naming `expected`.
-fn assert_one_line_error(out: &Output, expected: &str) {
-    let err = stderr_line(out);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(
-        err.contains(expected),
-        "{err:?} should mention {expected:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,16 +45,6 @@ fn pod_volume_backups() -> ApiResource {
     velero("PodVolumeBackup", "podvolumebackups")
 }
 
-/// A name for a backup the control plane makes: `<app or platform>-<reason>-<time>`.
-pub fn backup_name(app: Option<&str>, reason: BackupReason, at: DateTime<Utc>) -> String {
-    format!(
-        "{}-{}-{}",
-        app.unwrap_or("platform"),
-        reason.as_str(),
-        at.format("%Y%m%d-%H%M%S")
-    )
-}
-
 /// The Velero Backup for one app (its backup set, in the namespaces of its parts) or, with
 /// no app, for the platform's two namespaces.
 pub fn backup_object(
@@ -387,7 +377,11 @@ impl Operator {
                 let name = match &r.safety_backup {
                     Some(n) => n.clone(),
                     None => {
-                        let name = backup_name(Some(&r.app), BackupReason::Safety, Utc::now());
+                        let name = stackspin_storage::backup_name(
+                            Some(&r.app),
+                            BackupReason::Safety,
+                            Utc::now(),
+                        );
                         // Recorded before it exists, so a restart does not make a second one.
                         self.store.set_safety_backup(r.id, &name).await?;
                         self.store

@@ -372,9 +372,26 @@ fn restore_from_row(r: RestoreRow, events: Vec<RestoreEvent>) -> Result<Restore,
     })
 }
 
+/// A name for a backup the control plane makes: `<app or platform>-<reason>-<time>`, a DNS
+/// label as Velero needs.
+pub fn backup_name(app: Option<&str>, reason: BackupReason, at: DateTime<Utc>) -> String {
+    format!(
+        "{}-{}-{}",
+        app.unwrap_or("platform"),
+        reason.as_str(),
+        at.format("%Y%m%d-%H%M%S")
+    )
+}
+
 /// Why a restore cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreRefusal {
+    #[error("{0} is not installed")]
+    NotInstalled(String),
+    #[error(
+        "the control plane (users, roles, apps) is not restored with `stackspin restore`: see \"Restoring the control plane\" in the README"
+    )]
+    ControlPlane,
     #[error("no backup named {0}")]
     NoSuchBackup(String),
     #[error("backup {backup} does not hold {app} (or did not complete)")]
@@ -403,6 +420,31 @@ impl Store {
                 .await?
         });
         row.map(backup_from_row).transpose()
+    }
+
+    /// Asks for a backup of an installed app, or of the platform with every installed app,
+    /// named for now (see [`backup_name`]).
+    pub async fn back_up_now(
+        &self,
+        app: Option<&str>,
+        reason: BackupReason,
+        requested_by: Option<&str>,
+    ) -> Result<Backup, StorageError> {
+        let installed: Vec<String> = self
+            .installed_apps()
+            .await?
+            .into_iter()
+            .filter(|r| r.wanted)
+            .map(|r| r.name)
+            .collect();
+        let apps = match app {
+            Some(a) if installed.iter().any(|i| i == a) => vec![a.to_string()],
+            Some(a) => return Err(StorageError::NotInstalled(a.to_string())),
+            None => installed,
+        };
+        let name = backup_name(app, reason, Utc::now());
+        self.request_backup(&name, app, reason, &apps, requested_by)
+            .await
     }
 
     /// Asks for a backup; the operator creates it in the cluster.
@@ -498,6 +540,13 @@ impl Store {
         backup: &str,
         requested_by: Option<&str>,
     ) -> Result<Result<Restore, RestoreRefusal>, StorageError> {
+        // The control plane's own entry is never an installed app; its restore is its own path.
+        if app == "stackspin" {
+            return Ok(Err(RestoreRefusal::ControlPlane));
+        }
+        if !self.installed_app(app).await?.is_some_and(|a| a.wanted) {
+            return Ok(Err(RestoreRefusal::NotInstalled(app.to_string())));
+        }
         let Some(b) = self.backup(backup).await? else {
             return Ok(Err(RestoreRefusal::NoSuchBackup(backup.to_string())));
         };

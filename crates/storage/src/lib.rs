@@ -35,7 +35,7 @@ pub use apps::{AppStatus, GroupsClaim};
 pub use audit::{AuditEvent, AuditFilter};
 pub use backups::{
     Backup, BackupPhase, BackupReason, ObservedBackup, Restore, RestoreEvent, RestoreRefusal,
-    RestoreState, RestoreStep,
+    RestoreState, RestoreStep, backup_name,
 };
 pub use directory::{UserPage, UserPageRequest, UserPatch, UserSort};
 pub use error::StorageError;

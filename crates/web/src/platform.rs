@@ -31,6 +31,8 @@ pub struct Cluster {
     pub domain: String,
     /// Starts an operator round at once.
     pub wake: Arc<Notify>,
+    /// Whether the cluster has a backup store (`backup_s3_*` in cluster.toml), hence Velero.
+    pub backup_store: bool,
 }
 
 impl Platform {

@@ -187,3 +187,20 @@ impl Drop for Server {
         let _ = self.child.kill();
     }
 }
+
+pub fn stderr_line(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a command fails with exit code 1 and exactly one line on stderr naming `expected`.
+pub fn assert_one_line_error(out: &Output, expected: &str) {
+    let err = stderr_line(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        err.contains(expected),
+        "{err:?} should mention {expected:?}"
+    );
+}

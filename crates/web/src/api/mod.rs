@@ -8,6 +8,7 @@
 
 mod apps;
 mod audit;
+mod backups;
 mod extract;
 mod installs;
 mod me;
@@ -58,6 +59,10 @@ api_routes! {
     "/apps/{name}/secret" => { post apps::rotate_secret },
     "/apps/{name}/default-role" => { put apps::set_default_role },
     "/audit" => { get audit::list },
+    "/backups" => { get backups::list, post backups::create },
+    "/backups/{name}" => { get backups::show },
+    "/restores" => { get backups::restores, post backups::start_restore },
+    "/restores/{id}" => { get backups::restore },
     "/catalog" => { get installs::catalog },
     "/installed-apps" => { get installs::list },
     "/installed-apps/{name}" => { get installs::show, put installs::install, delete installs::uninstall },

@@ -555,9 +555,6 @@ impl OperatorRun {
 pub async fn start_with_operator(
     catalog: Arc<stackspin_catalog::Catalog>,
 ) -> (Provider, OperatorRun) {
-    let bed = stackspin_testbed::TestBed::get().unwrap();
-    stackspin_testbed::platform::install_platform_crds(bed).unwrap();
-    let db = TestDb::sqlite().await;
     let config = stackspin_platform::RawClusterConfig {
         domain: Some("example.test".into()),
         ip_address: Some("192.0.2.10".into()),
@@ -566,6 +563,18 @@ pub async fn start_with_operator(
     }
     .resolve()
     .unwrap();
+    start_with_operator_config(catalog, config).await
+}
+
+/// As [`start_with_operator`], with this cluster configuration (a backup store, say).
+pub async fn start_with_operator_config(
+    catalog: Arc<stackspin_catalog::Catalog>,
+    config: stackspin_platform::ClusterConfig,
+) -> (Provider, OperatorRun) {
+    let bed = stackspin_testbed::TestBed::get().unwrap();
+    stackspin_testbed::platform::install_platform_crds(bed).unwrap();
+    let db = TestDb::sqlite().await;
+    let backup_store = config.backup_s3.is_some();
     let operator = stackspin_operator::Operator::new(
         bed.client().await.unwrap(),
         db.store.clone(),
@@ -574,6 +583,8 @@ pub async fn start_with_operator(
         stackspin_operator::Settings {
             interval: std::time::Duration::from_secs(2),
             lease_duration: std::time::Duration::from_secs(5),
+            // No node agent runs on the test bed (its pods are simulated).
+            volume_data: false,
             ..Default::default()
         },
     );
@@ -582,6 +593,7 @@ pub async fn start_with_operator(
         cluster: Some(stackspin_web::platform::Cluster {
             domain: "example.test".into(),
             wake: operator.waker(),
+            backup_store,
         }),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
