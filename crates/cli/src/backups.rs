@@ -10,12 +10,40 @@ use stackspin_storage::{
     Backup, BackupPhase, BackupReason, Restore, RestoreState, RestoreStep, Store,
 };
 
-use crate::cli::{BackupCommand, RestoreArgs, RestoreCommand};
+use crate::cli::{BackupCommand, DbCommand, RestoreArgs, RestoreCommand};
 use crate::{open_existing_store, output};
 
 const POLL: Duration = Duration::from_millis(500);
 /// After this long with nothing picked up, say who does the work.
 const NOBODY_HINT: Duration = Duration::from_secs(20);
+
+pub async fn db(settings: &Settings, cmd: DbCommand, json: bool) -> Result<()> {
+    match cmd {
+        DbCommand::Snapshot { out } => {
+            let store = open_existing_store(settings).await?;
+            let info = store.snapshot(&out).await?;
+            output::emit(json, &info, || {
+                format!(
+                    "Wrote a {} snapshot of the database ({}, schema {}) to {}.",
+                    info.backend,
+                    size(info.bytes as i64),
+                    info.schema_version,
+                    out.display()
+                )
+            })
+        }
+        DbCommand::RestoreSnapshot { file } => {
+            let info = Store::restore_snapshot(&settings.database, &file).await?;
+            output::emit(json, &info, || {
+                format!(
+                    "Restored the database from {} (schema {}). Start `stackspin serve` again.",
+                    file.display(),
+                    info.schema_version
+                )
+            })
+        }
+    }
+}
 
 pub async fn backup(settings: &Settings, cmd: BackupCommand, json: bool) -> Result<()> {
     let store = open_existing_store(settings).await?;

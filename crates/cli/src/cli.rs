@@ -126,6 +126,9 @@ pub enum Command {
     /// Show audit events (logins, MFA, recovery, invitations, role and client changes),
     /// newest first.
     Audit(AuditArgs),
+    /// The control plane's database: consistent snapshots for backups, and putting one back.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Backups of the apps and the control plane (Velero, to the S3 store in cluster.toml).
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -448,6 +451,24 @@ pub enum KeysCommand {
     /// until the tokens they signed have expired; running servers pick the new keys up within
     /// 30 seconds.
     Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Write a consistent copy of the database while it is in use (SQLite's online copy, or
+    /// a PostgreSQL dump from one transaction); the file is replaced only once complete.
+    /// Velero's backup hook runs this before it copies the control plane's volume.
+    Snapshot {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Put a snapshot back as the database (--database-url or the data dir). Stop `serve`
+    /// first. A PostgreSQL database must be new and empty; a SQLite file is replaced.
+    RestoreSnapshot {
+        /// A file written by `stackspin db snapshot`.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

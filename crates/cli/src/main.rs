@@ -142,6 +142,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Audit(args) => audit::run(&settings, &args, json).await,
         Command::Backup(cmd) => backups::backup(&settings, cmd, json).await,
+        Command::Db(cmd) => backups::db(&settings, cmd, json).await,
         Command::Restore(args) => backups::restore(&settings, args, json).await,
         Command::SecretKey(cli::SecretKeyCommand::Rotate) => {
             rotate_secret_key(&settings, json).await

@@ -212,6 +212,8 @@ fn help_works_without_config_cluster_or_database() {
         &["node"],
         &["node", "add"],
         &["manifests"],
+        &["db", "snapshot"],
+        &["db", "restore-snapshot"],
         &["backup"],
         &["backup", "list"],
         &["backup", "create"],

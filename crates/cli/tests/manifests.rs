@@ -336,6 +336,7 @@ fn the_control_plane_chart_carries_the_cluster_configuration() {
     let rendered = String::from_utf8(rendered.stdout).unwrap();
     let mut cluster_toml = None;
     let mut mounted = false;
+    let mut hook = None;
     for doc in rendered.split("\n---") {
         let Ok(v) = serde_saphyr::from_str::<serde_json::Value>(doc) else {
             continue;
@@ -344,6 +345,10 @@ fn the_control_plane_chart_carries_the_cluster_configuration() {
             cluster_toml = v["stringData"]["cluster.toml"].as_str().map(str::to_string);
         }
         if v["kind"] == "Deployment" {
+            hook = v["spec"]["template"]["metadata"]["annotations"]
+                ["pre.hook.backup.velero.io/command"]
+                .as_str()
+                .map(str::to_string);
             let text = v.to_string();
             mounted = text.contains("stackspin-cluster")
                 && text.contains("STACKSPIN_CLUSTER_CONFIG")
@@ -351,6 +356,7 @@ fn the_control_plane_chart_carries_the_cluster_configuration() {
         }
     }
     let cluster_toml = cluster_toml.expect("the chart renders the cluster Secret");
+    check_backup_hook(&hook.expect("the Deployment has Velero's backup hook"));
     assert!(mounted, "the Deployment mounts it: {rendered}");
     assert!(cluster_toml.contains("fixture-s3-secret"));
     assert!(cluster_toml.contains("maintenance_window = \"01:00-03:30\""));
@@ -375,5 +381,42 @@ fn the_control_plane_chart_carries_the_cluster_configuration() {
         )
         .unwrap(),
         "the control plane renders itself the same from what it was given"
+    );
+}
+
+/// Runs Velero's backup hook command as the chart renders it, with the binary and the data
+/// folder of a real control plane in place of the container's: it writes the snapshot a
+/// restore of the control plane needs.
+fn check_backup_hook(command: &str) {
+    let argv: Vec<String> = serde_json::from_str(command).expect("the hook is a JSON array");
+    assert_eq!(argv[0], "/usr/local/bin/stackspin", "the image's binary");
+    let data = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/stackspin.sqlite", data.path().display());
+    // A control plane's database, as `serve` leaves it.
+    let url = stackspin_domain::settings::DatabaseUrl::parse(&db).unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(stackspin_storage::Store::connect(&url))
+        .unwrap();
+    let args: Vec<String> = argv[1..]
+        .iter()
+        .map(|a| a.replace("/data", &data.path().display().to_string()))
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_stackspin"))
+        .args(&args)
+        .env("STACKSPIN_DATABASE_URL", &db)
+        .env("STACKSPIN_DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the hook command fails: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snapshot = data.path().join("backup/stackspin.snapshot");
+    let head = std::fs::read(&snapshot).expect("the snapshot is written");
+    assert!(
+        head.starts_with(b"SQLite format 3"),
+        "a SQLite database file"
     );
 }

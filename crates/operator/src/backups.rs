@@ -325,10 +325,11 @@ impl Operator {
             self.store.record_backup(&obs, &apps).await?;
         }
         for k in known {
-            if !seen.contains(&k.name)
-                && !matches!(k.phase, BackupPhase::Requested | BackupPhase::Gone)
-                && !(k.phase == BackupPhase::Failed && k.started_at.is_none())
-            {
+            // Requested ones are not in Velero yet; one that failed before Velero had it
+            // never was.
+            let never_there = matches!(k.phase, BackupPhase::Requested | BackupPhase::Gone)
+                || (k.phase == BackupPhase::Failed && k.started_at.is_none());
+            if !seen.contains(&k.name) && !never_there {
                 self.store
                     .set_backup_phase(&k.name, BackupPhase::Gone, "no longer in the backup store")
                     .await?;

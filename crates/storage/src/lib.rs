@@ -18,6 +18,7 @@ mod installed;
 mod oidc;
 mod sealed;
 mod setup;
+mod snapshot;
 mod throttle;
 mod users;
 
@@ -45,6 +46,7 @@ pub use oidc::{
     TokenKind, TokenRecord,
 };
 pub use setup::SetupCredentials;
+pub use snapshot::SnapshotInfo;
 pub use users::RoleChange;
 
 /// How long connecting may take before we give up and name the unreachable host.
