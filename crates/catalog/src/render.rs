@@ -42,6 +42,25 @@ pub struct BackupContext {
     pub prefix: String,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// The nightly backup's time, `HH:MM` in `time_zone`.
+    pub time: String,
+    pub time_zone: String,
+    /// How many days a backup is kept.
+    pub retention_days: u32,
+}
+
+impl BackupContext {
+    /// The nightly schedule as Velero's cron (robfig/cron, which reads `CRON_TZ=`).
+    pub fn schedule(&self) -> String {
+        let (h, m) = self.time.split_once(':').unwrap_or(("3", "0"));
+        let num = |s: &str| s.trim_start_matches('0').parse::<u32>().unwrap_or(0);
+        format!("CRON_TZ={} {} {} * * *", self.time_zone, num(m), num(h))
+    }
+
+    /// How long Velero keeps a backup (a Go duration).
+    pub fn ttl(&self) -> String {
+        format!("{}h", u64::from(self.retention_days) * 24)
+    }
 }
 
 impl std::fmt::Debug for BackupContext {
@@ -53,6 +72,9 @@ impl std::fmt::Debug for BackupContext {
             .field("prefix", &self.prefix)
             .field("access_key_id", &"[redacted]")
             .field("secret_access_key", &"[redacted]")
+            .field("time", &self.time)
+            .field("time_zone", &self.time_zone)
+            .field("retention_days", &self.retention_days)
             .finish()
     }
 }
@@ -174,6 +196,8 @@ impl Entry {
             vars.set("backup.prefix", b.prefix.as_str());
             vars.set("backup.access_key_id", b.access_key_id.as_str());
             vars.set("backup.secret_access_key", b.secret_access_key.as_str());
+            vars.set("backup.schedule", b.schedule().as_str());
+            vars.set("backup.ttl", b.ttl().as_str());
         }
 
         let mut values = self.values.render(&vars).map_err(&missing)?;

@@ -41,6 +41,8 @@ pub const VALUE_PLACEHOLDERS: &[&str] = &[
     "backup.bucket",
     "backup.region",
     "backup.prefix",
+    "backup.schedule",
+    "backup.ttl",
 ];
 
 /// Placeholders only a secret value may use, besides `secret.<name>`.

@@ -100,6 +100,9 @@ fn render(entry: &Entry, mail: Option<&MailContext>) -> stackspin_catalog::Rende
             prefix: "stackspin".into(),
             access_key_id: "fixture-key-id".into(),
             secret_access_key: "fixture-s3-key".into(),
+            time: "03:00".into(),
+            time_zone: "Europe/Amsterdam".into(),
+            retention_days: 30,
         }),
         cluster_config: Some(CLUSTER_TOML),
     };

@@ -124,6 +124,8 @@ impl ClusterConfig {
             backup_s3_prefix: s3.map(|b| b.prefix.clone()),
             backup_s3_aws_access_key_id: s3.map(|b| b.access_key_id.clone()),
             backup_s3_aws_secret_access_key: s3.map(|b| b.secret_access_key.clone()),
+            backup_time: s3.map(|b| b.time.clone()),
+            backup_retention_days: s3.map(|b| b.retention_days),
             acme: Some(self.acme),
             maintenance_window: Some(self.maintenance_window.to_string()),
             time_zone: Some(self.time_zone.clone()),
@@ -185,6 +187,12 @@ pub struct RawClusterConfig {
     pub backup_s3_aws_access_key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_s3_aws_secret_access_key: Option<String>,
+    /// When the nightly backup runs, `HH:MM` in `time_zone` [default: 03:00].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_time: Option<String>,
+    /// How many days backups are kept [default: 30].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_retention_days: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acme: Option<Acme>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -277,6 +285,28 @@ impl RawClusterConfig {
             None
         };
 
+        let time_zone = self.time_zone.unwrap_or_else(|| "UTC".into());
+        if jiff::tz::TimeZone::get(&time_zone).is_err() {
+            return Err(bad(
+                "time_zone",
+                format!("{time_zone:?} is not a known time zone name (Europe/Amsterdam)"),
+            ));
+        }
+        let backup_time = match self.backup_time {
+            None => "03:00".to_string(),
+            Some(t) => {
+                let parsed = chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                    .map_err(|_| bad("backup_time", format!("{t:?} is not a time like 03:00")))?;
+                parsed.format("%H:%M").to_string()
+            }
+        };
+        let retention_days = self.backup_retention_days.unwrap_or(30);
+        if !(1..=3650).contains(&retention_days) {
+            return Err(bad(
+                "backup_retention_days",
+                "must be between 1 and 3650 days".into(),
+            ));
+        }
         let backup_s3 = match (
             self.backup_s3_url,
             self.backup_s3_bucket,
@@ -295,6 +325,9 @@ impl RawClusterConfig {
                     prefix: self.backup_s3_prefix.unwrap_or_default(),
                     access_key_id,
                     secret_access_key,
+                    time: backup_time,
+                    time_zone: time_zone.clone(),
+                    retention_days,
                 })
             }
             _ => {
@@ -309,14 +342,6 @@ impl RawClusterConfig {
             None => Window::default(),
             Some(w) => w.parse().map_err(|m| bad("maintenance_window", m))?,
         };
-        let time_zone = self.time_zone.unwrap_or_else(|| "UTC".into());
-        if jiff::tz::TimeZone::get(&time_zone).is_err() {
-            return Err(bad(
-                "time_zone",
-                format!("{time_zone:?} is not a known time zone name (Europe/Amsterdam)"),
-            ));
-        }
-
         let mut apps = Vec::new();
         let mut tables = self.app;
         for name in self.apps.unwrap_or_default() {

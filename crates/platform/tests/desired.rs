@@ -389,3 +389,43 @@ fn backups_come_with_the_backup_store() {
     assert!(!all_entries(&without).contains(&"velero".to_string()));
     assert!(catalog().installable().all(|e| e.name != "velero"));
 }
+
+#[test]
+fn the_nightly_backup_runs_at_the_chosen_time_and_is_kept_as_long_as_asked() {
+    let base = "domain = \"example.org\"\nip_address = \"192.0.2.1\"\nadmin_email = \"a@example.org\"\n\
+                backup_s3_url = \"https://s3.example.net\"\nbackup_s3_bucket = \"b\"\n\
+                backup_s3_aws_access_key_id = \"id\"\nbackup_s3_aws_secret_access_key = \"k\"\n\
+                time_zone = \"Europe/Amsterdam\"\n";
+    let config = |extra: &str| {
+        RawClusterConfig::from_toml(&format!("{base}{extra}"))
+            .expect("parses")
+            .resolve()
+    };
+    let c = config("backup_time = \"4:30\"\nbackup_retention_days = 7\n").expect("valid");
+    let s3 = c.backup_s3.as_ref().expect("a backup store");
+    assert_eq!(s3.schedule(), "CRON_TZ=Europe/Amsterdam 30 4 * * *");
+    assert_eq!(s3.ttl(), "168h");
+    // The settings survive the trip through the control plane's copy of cluster.toml.
+    let again = RawClusterConfig::from_toml(&c.settings_toml().expect("text"))
+        .expect("parses")
+        .resolve()
+        .expect("valid");
+    assert_eq!(again.backup_s3, c.backup_s3);
+    let d = config("").expect("valid");
+    assert_eq!(
+        d.backup_s3.as_ref().map(|b| b.schedule()).as_deref(),
+        Some("CRON_TZ=Europe/Amsterdam 0 3 * * *")
+    );
+    assert_eq!(
+        d.backup_s3.as_ref().map(|b| b.ttl()).as_deref(),
+        Some("720h")
+    );
+    for (bad, field) in [
+        ("backup_time = \"25:00\"\n", "backup_time"),
+        ("backup_time = \"at night\"\n", "backup_time"),
+        ("backup_retention_days = 0\n", "backup_retention_days"),
+    ] {
+        let e = config(bad).expect_err(bad).to_string();
+        assert!(e.contains(field), "{e}");
+    }
+}
