@@ -116,7 +116,15 @@ pub async fn run(
     let mut platform = Platform::without_cluster(catalog);
     let operator = cluster.map(|c| {
         let domain = c.config.domain.clone();
-        let backup_store = c.config.backup_s3.is_some();
+        let backups = c.config.backup_s3.as_ref().map(|b| {
+            let config = c.config.clone();
+            stackspin_web::platform::BackupPlan {
+                time: b.time.clone(),
+                time_zone: b.time_zone.clone(),
+                retention_days: b.retention_days,
+                next_run: Arc::new(move |now| config.next_backup(now)),
+            }
+        });
         let op = Operator::new(
             c.client,
             store.clone(),
@@ -131,7 +139,7 @@ pub async fn run(
         platform.cluster = Some(stackspin_web::platform::Cluster {
             domain,
             wake: op.waker(),
-            backup_store,
+            backups,
         });
         let mut rx = stop_rx.clone();
         tracing::info!("app operator started");

@@ -135,6 +135,32 @@ impl ClusterConfig {
         toml::to_string(&raw).map_err(|e| PlatformError::Config(format!("cluster.toml: {e}")))
     }
 
+    /// When the nightly backup next runs after `now` (its time read in the cluster's time
+    /// zone); `None` without a backup store.
+    pub fn next_backup(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let b = self.backup_s3.as_ref()?;
+        let (h, m) = b.time.split_once(':')?;
+        let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
+        let tz = jiff::tz::TimeZone::get(&b.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let now = jiff::Timestamp::from_second(now.timestamp())
+            .ok()?
+            .to_zoned(tz);
+        let today = now
+            .date()
+            .at(h, m, 0, 0)
+            .to_zoned(now.time_zone().clone())
+            .ok()?;
+        let next = if today > now {
+            today
+        } else {
+            today.checked_add(jiff::Span::new().days(1)).ok()?
+        };
+        chrono::DateTime::from_timestamp(next.timestamp().as_second(), 0)
+    }
+
     /// Whether `now` falls inside the maintenance window, read in the cluster's time zone.
     pub fn in_window(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
         let tz = jiff::tz::TimeZone::get(&self.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);

@@ -405,6 +405,18 @@ fn the_nightly_backup_runs_at_the_chosen_time_and_is_kept_as_long_as_asked() {
     let s3 = c.backup_s3.as_ref().expect("a backup store");
     assert_eq!(s3.schedule(), "CRON_TZ=Europe/Amsterdam 30 4 * * *");
     assert_eq!(s3.ttl(), "168h");
+    // 04:30 in Amsterdam (UTC+1 in December) is 03:30 UTC: still ahead at 02:00 UTC, passed
+    // at 04:00 UTC, so then it is the next day's.
+    let at =
+        |h: u32| chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, 4, h, 0, 0).unwrap();
+    assert_eq!(
+        c.next_backup(at(2)).map(|t| t.to_rfc3339()).as_deref(),
+        Some("2026-12-04T03:30:00+00:00")
+    );
+    assert_eq!(
+        c.next_backup(at(4)).map(|t| t.to_rfc3339()).as_deref(),
+        Some("2026-12-05T03:30:00+00:00")
+    );
     // The settings survive the trip through the control plane's copy of cluster.toml.
     let again = RawClusterConfig::from_toml(&c.settings_toml().expect("text"))
         .expect("parses")

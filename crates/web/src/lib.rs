@@ -7,6 +7,7 @@
 
 mod admin;
 mod admin_apps;
+mod admin_backups;
 mod admin_catalog;
 pub mod api;
 mod client;
@@ -387,6 +388,15 @@ pub fn router(state: AppState) -> Router {
             get(admin_apps::confirm_remove).post(admin_apps::remove),
         )
         .route("/admin/catalog", get(admin_catalog::list))
+        .route(
+            "/admin/backups",
+            get(admin_backups::page).post(admin_backups::back_up_now),
+        )
+        .route(
+            "/admin/backups/restore/{app}",
+            get(admin_backups::confirm_restore).post(admin_backups::restore),
+        )
+        .route("/admin/backups/restores/{id}", get(admin_backups::progress))
         .route(
             "/admin/catalog/{name}/install",
             get(admin_catalog::confirm_install).post(admin_catalog::install),

@@ -31,8 +31,25 @@ pub struct Cluster {
     pub domain: String,
     /// Starts an operator round at once.
     pub wake: Arc<Notify>,
-    /// Whether the cluster has a backup store (`backup_s3_*` in cluster.toml), hence Velero.
-    pub backup_store: bool,
+    /// The nightly backups, when the cluster has a backup store (`backup_s3_*` in
+    /// cluster.toml), hence Velero.
+    pub backups: Option<BackupPlan>,
+}
+
+/// When the nightly backup runs and how long backups are kept.
+#[derive(Clone)]
+pub struct BackupPlan {
+    /// `HH:MM` in `time_zone`.
+    pub time: String,
+    pub time_zone: String,
+    pub retention_days: u32,
+    /// The next nightly run after a moment (the cluster's time zone is applied by the caller,
+    /// which has the time zone database).
+    pub next_run: Arc<
+        dyn Fn(chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>>
+            + Send
+            + Sync,
+    >,
 }
 
 impl Platform {

@@ -36,7 +36,7 @@ impl From<RestoreRefusal> for ApiError {
 /// Whether backups can be made at all, and what to do when not.
 pub fn store_json(state: &AppState) -> Value {
     match &state.platform.cluster {
-        Some(c) if c.backup_store => json!({ "configured": true }),
+        Some(c) if c.backups.is_some() => json!({ "configured": true }),
         Some(_) => json!({
             "configured": false,
             "how_to_configure": "set the backup_s3_* settings in cluster.toml and run `stackspin install` again",

@@ -574,7 +574,15 @@ pub async fn start_with_operator_config(
     let bed = stackspin_testbed::TestBed::get().unwrap();
     stackspin_testbed::platform::install_platform_crds(bed).unwrap();
     let db = TestDb::sqlite().await;
-    let backup_store = config.backup_s3.is_some();
+    let backups = config.backup_s3.as_ref().map(|b| {
+        let c = config.clone();
+        stackspin_web::platform::BackupPlan {
+            time: b.time.clone(),
+            time_zone: b.time_zone.clone(),
+            retention_days: b.retention_days,
+            next_run: Arc::new(move |now| c.next_backup(now)),
+        }
+    });
     let operator = stackspin_operator::Operator::new(
         bed.client().await.unwrap(),
         db.store.clone(),
@@ -593,7 +601,7 @@ pub async fn start_with_operator_config(
         cluster: Some(stackspin_web::platform::Cluster {
             domain: "example.test".into(),
             wake: operator.waker(),
-            backup_store,
+            backups,
         }),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
