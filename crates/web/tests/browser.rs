@@ -1053,3 +1053,129 @@ async fn browser_admin_installs_and_uninstalls_an_app_on_the_cluster() {
     b.close().await;
     operator.stop().await;
 }
+
+/// The Backups page with a real operator and the real Velero server on the test bed, writing
+/// to a real S3 API on loopback (moto): "Back up now", then "Restore…" with its warning and
+/// the safety backup named, and the progress page until the restore is done. Stand-ins,
+/// named: the `hello` chart from a repository on loopback plays the app `notes`; no node
+/// agent runs (pods are simulated), so backups hold objects and claims but no files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_admin_backs_up_and_restores_an_app() {
+    use stackspin_testbed::platform::app_catalog_files;
+    use stackspin_testbed::velero::Velero;
+    use stackspin_testbed::{ChartRepo, ChartVersion, TestBed};
+
+    let repo = ChartRepo::serve(&[ChartVersion::new("hello", "0.1.0")])
+        .await
+        .unwrap();
+    let files = app_catalog_files(&repo.url, "notes");
+    let catalog = std::sync::Arc::new(
+        stackspin_catalog::Catalog::from_files(files.iter().map(|(p, t)| (p.as_str(), t.as_str())))
+            .unwrap(),
+    );
+    let velero = Velero::start(TestBed::get().unwrap()).await.unwrap();
+    let config = stackspin_platform::RawClusterConfig::from_toml(&format!(
+        "domain = \"example.test\"\nip_address = \"192.0.2.10\"\n\
+         admin_email = \"admin@example.test\"\nbackup_time = \"02:30\"\n{}",
+        velero.cluster_toml()
+    ))
+    .unwrap()
+    .resolve()
+    .unwrap();
+    let (p, operator) = start_with_operator_config(catalog, config).await;
+    p.user("root@example.org", true).await;
+    p.store
+        .request_install("notes", None, true, "0.1.0")
+        .await
+        .unwrap();
+
+    let b = Browser::start().await;
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+    b.click("nav-backups").await;
+    b.wait_for_text("Nightly backups").await;
+    assert_eq!(
+        b.text("last-backup").await,
+        "No nightly backup has run yet."
+    );
+    let next = b.text("next-backup").await;
+    assert!(
+        next.contains("02:30, UTC") && next.contains("kept 30 days"),
+        "{next}"
+    );
+    assert!(b.accessibility_problems().await.is_empty());
+
+    // Wait for the app, then back up the whole platform now.
+    for _ in 0..240 {
+        let row = p.store.installed_app("notes").await.unwrap().unwrap();
+        if row.state == stackspin_storage::AppState::Ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    b.client.refresh().await.unwrap();
+    b.click("back-up-now-button").await;
+    let mut made = None;
+    for _ in 0..120 {
+        let backups = p.store.backups().await.unwrap();
+        if let Some(done) = backups
+            .iter()
+            .find(|x| x.phase == stackspin_storage::BackupPhase::Completed)
+        {
+            made = Some(done.name.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let made = made.expect("the backup completed");
+    b.client.refresh().await.unwrap();
+    let row = b.text(&format!("backup-{made}")).await;
+    assert!(
+        row.contains("Completed") && row.contains("Holds notes"),
+        "{row}"
+    );
+    b.screenshot("backups-page").await;
+
+    // Restore…: the warning, the safety backup named, a box to tick.
+    b.click("restore-notes").await;
+    let warning = b.text("restore-warning").await;
+    assert!(
+        warning.contains("replaces all of Notes's current data"),
+        "{warning}"
+    );
+    assert!(b.text("safety-note").await.contains("notes-safety-"));
+    assert!(b.accessibility_problems().await.is_empty());
+    b.screenshot("backup-restore-confirm").await;
+    b.click("understood").await;
+    b.click("restore-submit").await;
+    b.wait_for_text("Restoring notes").await;
+    let mut state = String::new();
+    for _ in 0..240 {
+        state = b.text("restore-state").await;
+        if state != "Running" {
+            break;
+        }
+        // The page refreshes itself while the restore runs.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(state, "Done", "{}", b.client.source().await.unwrap());
+    let steps = b.text("restore-steps").await;
+    assert_eq!(steps.matches("(done)").count(), 6, "{steps}");
+    assert!(b.text("restore-safety").await.contains("notes-safety-"));
+    assert!(b.accessibility_problems().await.is_empty());
+    b.screenshot("backup-restore-done").await;
+
+    b.click("back-to-backups").await;
+    b.wait_for_text("safety backup before a restore").await;
+    b.close().await;
+
+    // Leave the namespace as found.
+    p.store.request_uninstall("notes", true).await.unwrap();
+    for _ in 0..240 {
+        if p.store.installed_app("notes").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    operator.stop().await;
+}

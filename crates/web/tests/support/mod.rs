@@ -541,7 +541,12 @@ pub fn link_in(mail: &str) -> String {
 pub struct OperatorRun {
     stop: tokio::sync::oneshot::Sender<()>,
     running: tokio::task::JoinHandle<()>,
+    /// Tests with an operator use the platform's namespaces, as the product does, so they
+    /// take turns.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
+
+static OPERATOR_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl OperatorRun {
     pub async fn stop(self) {
@@ -571,6 +576,7 @@ pub async fn start_with_operator_config(
     catalog: Arc<stackspin_catalog::Catalog>,
     config: stackspin_platform::ClusterConfig,
 ) -> (Provider, OperatorRun) {
+    let turn = OPERATOR_TURN.lock().await;
     let bed = stackspin_testbed::TestBed::get().unwrap();
     stackspin_testbed::platform::install_platform_crds(bed).unwrap();
     let db = TestDb::sqlite().await;
@@ -609,5 +615,12 @@ pub async fn start_with_operator_config(
         let _ = stopped.await;
     }));
     let p = start_full(db, RawSettings::default(), fast_options(), platform).await;
-    (p, OperatorRun { stop, running })
+    (
+        p,
+        OperatorRun {
+            stop,
+            running,
+            _turn: turn,
+        },
+    )
 }
