@@ -582,6 +582,22 @@ impl Operator {
                     in_window,
                     state: st.state,
                 });
+                let mut waiting = false;
+                let next = match next {
+                    // The backup that undoes a bad update comes first.
+                    Some(next) if self.config.backup_s3.is_some() => {
+                        match self.backup_before_update(row, &next).await? {
+                            Ok(()) => Some(next),
+                            Err(why) => {
+                                st.state = AppState::UpdatePending;
+                                st.reason = why;
+                                waiting = true;
+                                None
+                            }
+                        }
+                    }
+                    other => other,
+                };
                 if let Some(next) = next {
                     tracing::info!(app = %row.name, from = %target, to = %next, "operator: updating");
                     self.store
@@ -591,7 +607,7 @@ impl Operator {
                     st.reason = format!("updating to {next}");
                     // Apply the new version now rather than on the next round.
                     self.wake.notify_one();
-                } else if row.update_now {
+                } else if row.update_now && !waiting {
                     // Nothing newer to take: the request is done.
                     self.store
                         .set_target_version(&row.name, &row.target_version)
@@ -606,6 +622,48 @@ impl Operator {
             round.states.insert(name.clone(), st.state);
         }
         Ok(round)
+    }
+
+    /// Whether an update of the app to `next` may go ahead: once a backup of the app taken
+    /// for it has completed. `Err` says why it waits. A failed backup stops automatic updates
+    /// of the app; an admin's "update now" goes ahead without one, as asked.
+    async fn backup_before_update(
+        &self,
+        row: &InstalledApp,
+        next: &semver::Version,
+    ) -> Result<Result<(), String>, OperatorError> {
+        let version = next.to_string();
+        match self.store.update_backup(&row.name, &version).await? {
+            None => {
+                let b = self
+                    .store
+                    .request_update_backup(&row.name, &version)
+                    .await?;
+                tracing::info!(app = %row.name, to = %version, backup = %b.name, "operator: backing up before an update");
+                self.wake.notify_one();
+                Ok(Err(format!("backing up before updating to {version}")))
+            }
+            Some(b) if b.phase == stackspin_storage::BackupPhase::Completed => Ok(Ok(())),
+            Some(b) if b.phase.is_final() => {
+                if row.update_now {
+                    tracing::warn!(app = %row.name, backup = %b.name, "operator: updating as asked although the backup before it failed");
+                    return Ok(Ok(()));
+                }
+                Ok(Err(format!(
+                    "the backup before updating to {version} ({}) failed: {}; automatic updates wait (\"update now\" goes ahead without a backup)",
+                    b.name,
+                    if b.message.is_empty() {
+                        b.phase.as_str()
+                    } else {
+                        b.message.as_str()
+                    }
+                )))
+            }
+            Some(b) => Ok(Err(format!(
+                "backing up before updating to {version} ({})",
+                b.name
+            ))),
+        }
     }
 
     async fn observe(

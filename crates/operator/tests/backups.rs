@@ -273,3 +273,82 @@ async fn a_restore_replaces_one_apps_objects_and_claims_and_nothing_else() -> Re
     assert!(store.active_restore().await?.is_none());
     Ok(())
 }
+
+/// Before an automatic update changes an app's chart version, the app is backed up, and the
+/// update waits until that backup has completed; the backup stays as the update's record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_waits_for_the_backup_that_undoes_it() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let velero = Velero::start(bed).await?;
+    let repo = ChartRepo::serve(&[
+        ChartVersion::new("hello", "0.1.0"),
+        ChartVersion::new("hello", "0.2.0").with_value("greeting", "hello-two"),
+    ])
+    .await?;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    // 03:30 UTC: inside the default maintenance window (02:00-04:00).
+    let in_window = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, 4, 3, 30, 0)
+        .single()
+        .unwrap();
+    let op = Operator::new(
+        client.clone(),
+        store.clone(),
+        two_apps(&repo.url),
+        backup_config(&velero),
+        settings("one"),
+    )
+    .with_clock(move || in_window);
+    store.request_install("hello", None, true, "0.1.0").await?;
+
+    // Rounds as the run loop makes them: reconcile, then backups.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut target_changed_at = None;
+    loop {
+        op.reconcile().await?;
+        op.backups_round().await?;
+        let row = store.installed_app("hello").await?.unwrap();
+        if row.target_version == "0.2.0" && target_changed_at.is_none() {
+            target_changed_at = Some(chrono::Utc::now());
+        }
+        if row.running_version.as_deref() == Some("0.2.0") {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "hello did not update: {row:?}; Velero: {}",
+                velero.log_tail(15)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let b = store
+        .update_backup("hello", "0.2.0")
+        .await?
+        .expect("a backup before the update");
+    assert_eq!(b.reason, BackupReason::Update);
+    assert_eq!(b.phase, BackupPhase::Completed);
+    assert_eq!(b.app.as_deref(), Some("hello"));
+    // It had completed before the version changed.
+    assert!(
+        b.completed_at.unwrap() <= target_changed_at.unwrap(),
+        "{b:?}"
+    );
+    assert!(
+        velero
+            .objects()?
+            .iter()
+            .any(|k| k.ends_with(&format!("{}.tar.gz", b.name)))
+    );
+    assert_eq!(
+        store.last_update_backup("hello").await?.map(|b| b.name),
+        Some(b.name.clone())
+    );
+    // It can undo the update: a restore from it is accepted.
+    assert!(store.request_restore("hello", &b.name, None).await?.is_ok());
+    Ok(())
+}

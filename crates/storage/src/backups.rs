@@ -133,6 +133,8 @@ pub struct Backup {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// For a backup taken before an update: the version the update went to.
+    pub for_version: Option<String>,
 }
 
 impl Backup {
@@ -180,12 +182,13 @@ type BackupRow = (
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
+    Option<String>,
 );
 
 macro_rules! backup_columns {
     () => {
         "name, app, reason, phase, message, apps, items, bytes, errors, warnings, requested_by, \
-         created_at, started_at, completed_at, expires_at"
+         created_at, started_at, completed_at, expires_at, for_version"
     };
 }
 
@@ -216,6 +219,7 @@ fn backup_from_row(r: BackupRow) -> Result<Backup, StorageError> {
         started_at: r.12,
         completed_at: r.13,
         expires_at: r.14,
+        for_version: r.15,
     })
 }
 
@@ -447,6 +451,55 @@ impl Store {
             .await
     }
 
+    /// The latest backup taken before updating `app` to `version`.
+    pub async fn update_backup(
+        &self,
+        app: &str,
+        version: &str,
+    ) -> Result<Option<Backup>, StorageError> {
+        let row: Option<BackupRow> = with_pool!(self, pool => {
+            sqlx::query_as(concat!("SELECT ", backup_columns!(), " FROM backups \
+                WHERE app = $1 AND reason = 'update' AND for_version = $2 \
+                ORDER BY created_at DESC LIMIT 1"))
+                .bind(app)
+                .bind(version)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(backup_from_row).transpose()
+    }
+
+    /// The latest completed backup taken before an update of `app`: what undoes it.
+    pub async fn last_update_backup(&self, app: &str) -> Result<Option<Backup>, StorageError> {
+        let row: Option<BackupRow> = with_pool!(self, pool => {
+            sqlx::query_as(concat!("SELECT ", backup_columns!(), " FROM backups \
+                WHERE app = $1 AND reason = 'update' AND phase = 'completed' \
+                ORDER BY created_at DESC LIMIT 1"))
+                .bind(app)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(backup_from_row).transpose()
+    }
+
+    /// Asks for the backup an update of `app` to `version` waits for.
+    pub async fn request_update_backup(
+        &self,
+        app: &str,
+        version: &str,
+    ) -> Result<Backup, StorageError> {
+        let name = backup_name(Some(app), BackupReason::Update, Utc::now());
+        self.insert_backup(
+            &name,
+            Some(app),
+            BackupReason::Update,
+            &[app.to_string()],
+            None,
+            Some(version),
+        )
+        .await
+    }
+
     /// Asks for a backup; the operator creates it in the cluster.
     pub async fn request_backup(
         &self,
@@ -456,10 +509,23 @@ impl Store {
         apps: &[String],
         requested_by: Option<&str>,
     ) -> Result<Backup, StorageError> {
+        self.insert_backup(name, app, reason, apps, requested_by, None)
+            .await
+    }
+
+    async fn insert_backup(
+        &self,
+        name: &str,
+        app: Option<&str>,
+        reason: BackupReason,
+        apps: &[String],
+        requested_by: Option<&str>,
+        for_version: Option<&str>,
+    ) -> Result<Backup, StorageError> {
         with_writer!(self, pool => {
             sqlx::query(
-                "INSERT INTO backups (name, app, reason, phase, apps, requested_by, created_at) \
-                 VALUES ($1, $2, $3, 'requested', $4, $5, $6)",
+                "INSERT INTO backups (name, app, reason, phase, apps, requested_by, created_at, \
+                   for_version) VALUES ($1, $2, $3, 'requested', $4, $5, $6, $7)",
             )
             .bind(name)
             .bind(app)
@@ -467,6 +533,7 @@ impl Store {
             .bind(apps.join(","))
             .bind(requested_by)
             .bind(Utc::now())
+            .bind(for_version)
             .execute(pool)
             .await
             .map_err(|e| crate::error::on_unique(e, || StorageError::Conflict(format!("backup {name}"))))?;
