@@ -47,6 +47,8 @@ pub struct BackupContext {
     pub time_zone: String,
     /// How many days a backup is kept.
     pub retention_days: u32,
+    /// Days between restore drills; 0: no drills.
+    pub drill_days: u32,
 }
 
 impl BackupContext {
@@ -75,6 +77,7 @@ impl std::fmt::Debug for BackupContext {
             .field("time", &self.time)
             .field("time_zone", &self.time_zone)
             .field("retention_days", &self.retention_days)
+            .field("drill_days", &self.drill_days)
             .finish()
     }
 }

@@ -103,6 +103,7 @@ fn render(entry: &Entry, mail: Option<&MailContext>) -> stackspin_catalog::Rende
             time: "03:00".into(),
             time_zone: "Europe/Amsterdam".into(),
             retention_days: 30,
+            drill_days: 7,
         }),
         cluster_config: Some(CLUSTER_TOML),
     };

@@ -26,7 +26,7 @@ pub async fn db(settings: &Settings, cmd: DbCommand, json: bool) -> Result<()> {
                 format!(
                     "Wrote a {} snapshot of the database ({}, schema {}) to {}.",
                     info.backend,
-                    size(info.bytes as i64),
+                    stackspin_domain::size::human_bytes(info.bytes as i64),
                     info.schema_version,
                     out.display()
                 )
@@ -63,7 +63,7 @@ pub async fn backup(settings: &Settings, cmd: BackupCommand, json: bool) -> Resu
                             b.reason.as_str().into(),
                             b.phase.as_str().into(),
                             b.items.to_string(),
-                            size(b.bytes),
+                            stackspin_domain::size::human_bytes(b.bytes),
                             when(Some(b.created_at)),
                             when(b.expires_at),
                         ]
@@ -282,7 +282,7 @@ fn describe(b: &Backup) -> String {
         format!("Why:      {}", b.reason.as_str()),
         format!("State:    {}", b.phase.as_str().replace('_', " ")),
         format!("Items:    {}", b.items),
-        format!("Volumes:  {}", size(b.bytes)),
+        format!("Volumes:  {}", stackspin_domain::size::human_bytes(b.bytes)),
         format!("Made:     {}", when(Some(b.created_at))),
         format!("Finished: {}", when(b.completed_at)),
         format!("Expires:  {}", when(b.expires_at)),
@@ -310,15 +310,4 @@ fn why(b: &Backup) -> String {
 fn when(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| "-".into())
-}
-
-/// Bytes for people: 0 B, 12.3 MB, 1.2 GB.
-pub fn size(bytes: i64) -> String {
-    let b = bytes.max(0) as f64;
-    match b {
-        b if b >= 1e9 => format!("{:.1} GB", b / 1e9),
-        b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
-        b if b >= 1e3 => format!("{:.1} kB", b / 1e3),
-        b => format!("{b} B"),
-    }
 }

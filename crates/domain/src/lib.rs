@@ -17,6 +17,7 @@ pub mod role;
 pub mod sealing;
 pub mod secret;
 pub mod settings;
+pub mod size;
 pub mod user;
 
 pub use app::{App, AppId, AppName, ClientId, NewApp, RedirectUri, SigningAlg};

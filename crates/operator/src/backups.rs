@@ -183,8 +183,8 @@ pub fn recovery(step: RestoreStep, app: &str, safety: Option<&str>) -> String {
 
 impl Operator {
     /// Creates the backups asked for, mirrors Velero's backups, and drives the running
-    /// restore by one step. Returns whether a restore is running (the caller looks again
-    /// soon).
+    /// restore (or else the restore drill) by one step. Returns whether one is running (the
+    /// caller looks again soon).
     pub async fn backups_round(&self) -> Result<bool, OperatorError> {
         let backups = self.store.backups().await?;
         let requested: Vec<&Backup> = backups
@@ -206,11 +206,16 @@ impl Operator {
                 self.create_backup(b).await?;
             }
             self.mirror_backups(&backups).await?;
+            self.check_missing_nightly(&self.store.backups().await?)
+                .await?;
         }
-        self.drive_restore().await
+        if self.drive_restore().await? {
+            return Ok(true);
+        }
+        self.drill_round().await
     }
 
-    fn app_namespaces(&self, app: &str) -> Vec<&'static str> {
+    pub(crate) fn app_namespaces(&self, app: &str) -> Vec<&'static str> {
         let set: BTreeSet<&'static str> = self.catalog.with_parts(app).map(namespace_of).collect();
         if set.is_empty() {
             vec![desired::APPS_NAMESPACE]
@@ -323,6 +328,15 @@ impl Operator {
                 None => installed.clone(),
             };
             self.store.record_backup(&obs, &apps).await?;
+            let failed_now = matches!(
+                obs.phase,
+                BackupPhase::Failed | BackupPhase::PartiallyFailed
+            ) && !known
+                .iter()
+                .any(|k| k.name == obs.name && k.phase.is_final());
+            if failed_now && let Some(b) = self.store.backup(&obs.name).await? {
+                self.backup_failed(&b).await?;
+            }
         }
         for k in known {
             // Requested ones are not in Velero yet; one that failed before Velero had it

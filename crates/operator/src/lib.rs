@@ -5,9 +5,11 @@
 //! the maintenance window, and reads Flux's conditions back into the database. Rounds are
 //! level-triggered and idempotent: a restart in the middle simply converges on the next one.
 
+mod alerts;
 pub mod apply;
 pub mod backups;
 pub mod clients;
+pub mod drill;
 pub mod leader;
 pub mod status;
 pub mod updates;

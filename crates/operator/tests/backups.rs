@@ -35,10 +35,15 @@ fn two_apps(url: &str) -> Arc<Catalog> {
     Arc::new(Catalog::from_files(files.iter().map(|(p, t)| (p.as_str(), t.as_str()))).unwrap())
 }
 
+/// A cluster with the test's backup store; drills only where a test asks for them.
 fn backup_config(velero: &Velero) -> ClusterConfig {
+    backup_config_with(velero, "backup_drill_days = 0\n")
+}
+
+fn backup_config_with(velero: &Velero, extra: &str) -> ClusterConfig {
     let text = format!(
         "domain = \"example.test\"\nip_address = \"192.0.2.10\"\n\
-         admin_email = \"admin@example.test\"\n{}",
+         admin_email = \"admin@example.test\"\n{}{extra}",
         velero.cluster_toml()
     );
     RawClusterConfig::from_toml(&text)
@@ -350,5 +355,168 @@ async fn an_update_waits_for_the_backup_that_undoes_it() -> Result<()> {
     );
     // It can undo the update: a restore from it is accepted.
     assert!(store.request_restore("hello", &b.name, None).await?.is_ok());
+    Ok(())
+}
+
+/// The restore drill: the latest backup of each app restored into a scratch namespace and
+/// checked; a backup that lacks a claim the app has now fails the drill, and says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_restores_each_apps_latest_backup_aside_and_checks_it() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let velero = Velero::start(bed).await?;
+    let repo = ChartRepo::serve(&[ChartVersion::new("hello", "0.1.0")]).await?;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let op = Operator::new(
+        client.clone(),
+        store.clone(),
+        two_apps(&repo.url),
+        backup_config_with(&velero, "backup_drill_days = 7\n"),
+        settings("one"),
+    );
+    for app in ["hello", "other"] {
+        store.request_install(app, None, true, "0.1.0").await?;
+    }
+    for app in ["hello", "other"] {
+        converge(&op, store, app, "the apps to be ready", STEP, |r| {
+            r.is_some_and(|r| matches!(r.state, AppState::Ready | AppState::UpdatePending))
+        })
+        .await?;
+    }
+    // No backup yet: nothing to drill, and no drill is recorded.
+    op.backups_round().await?;
+    assert!(store.drills(1).await?.is_empty());
+
+    store
+        .request_backup(
+            "platform-manual-2",
+            None,
+            BackupReason::Manual,
+            &["hello".into(), "other".into()],
+            None,
+        )
+        .await?;
+    // `other` gains a claim after the backup: the drill must notice the backup lacks it.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), APPS_NAMESPACE);
+    let late: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "other-late", "labels": {"stackspin.net/backupSet": "other"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))?;
+    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut added = false;
+    let drill = loop {
+        op.backups_round().await?;
+        if !added
+            && store
+                .backup("platform-manual-2")
+                .await?
+                .is_some_and(|b| b.phase == BackupPhase::Completed)
+        {
+            claims.create(&Default::default(), &late).await?;
+            added = true;
+        }
+        if let Some(d) = store.drills(1).await?.into_iter().next()
+            && d.state != stackspin_storage::DrillState::Running
+        {
+            break d;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the drill did not finish: {:?}; Velero: {}",
+                store.drills(1).await?,
+                velero.log_tail(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!("drill took {:?}: {drill:#?}", started.elapsed());
+    assert_eq!(drill.state, stackspin_storage::DrillState::Failed);
+    let hello = drill.apps.iter().find(|a| a.app == "hello").unwrap();
+    assert_eq!(hello.ok, Some(true), "{hello:?}");
+    assert!(
+        hello.detail.contains("claims back: hello-data"),
+        "{hello:?}"
+    );
+    let other = drill.apps.iter().find(|a| a.app == "other").unwrap();
+    assert_eq!(other.ok, Some(false), "{other:?}");
+    assert!(
+        other.detail.contains("claims not restored: other-late"),
+        "{other:?}"
+    );
+    assert!(
+        drill.message.contains("other: claims not restored"),
+        "{}",
+        drill.message
+    );
+    // The scratch copy goes; the apps themselves were never touched.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = namespaces
+        .get_opt(stackspin_operator::drill::DRILL_NAMESPACE)
+        .await?;
+    assert!(ns.is_none_or(|n| n.metadata.deletion_timestamp.is_some()));
+    assert!(
+        claim(&client, "hello-data")
+            .await?
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("velero.io/restore-name")
+            .is_none()
+    );
+    // The admin is told, in words, with the page to go to.
+    let mails = store.claim_due_mail(10).await?;
+    assert!(
+        mails.iter().any(|m| m.to_address == "admin@example.test"
+            && m.subject.contains("restore drill failed")
+            && m.body.contains("other: claims not restored")
+            && m.body
+                .contains("https://dashboard.example.test/admin/backups")),
+        "{mails:?}"
+    );
+    // Not due again for a week.
+    op.backups_round().await?;
+    assert_eq!(store.drills(5).await?.len(), 1);
+    claims.delete("other-late", &Default::default()).await?;
+
+    // A nightly backup that fails (here: its storage location does not exist) is mailed
+    // once, with what Velero said.
+    let backups: Api<kube::core::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "stackspin",
+        &stackspin_operator::backups::backup_resource(),
+    );
+    let nightly: kube::core::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "velero.io/v1", "kind": "Backup",
+        "metadata": {"name": "velero-nightly-20261204030000", "namespace": "stackspin",
+                     "labels": {"velero.io/schedule-name": "velero-nightly"}},
+        "spec": {"storageLocation": "nowhere", "includedNamespaces": ["stackspin-apps"]},
+    }))?;
+    backups.create(&Default::default(), &nightly).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failed = loop {
+        op.backups_round().await?;
+        if let Some(b) = store.backup("velero-nightly-20261204030000").await?
+            && b.phase.is_final()
+        {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "Velero did not judge the backup");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(failed.phase, BackupPhase::Failed, "{failed:?}");
+    assert_eq!(failed.reason, BackupReason::Scheduled);
+    op.backups_round().await?;
+    let mails = store.claim_due_mail(10).await?;
+    let about: Vec<_> = mails
+        .iter()
+        .filter(|m| m.subject.contains("velero-nightly-20261204030000"))
+        .collect();
+    assert_eq!(about.len(), 1, "mailed once: {mails:?}");
+    assert!(about[0].body.contains("nowhere"), "{}", about[0].body);
     Ok(())
 }

@@ -126,6 +126,7 @@ impl ClusterConfig {
             backup_s3_aws_secret_access_key: s3.map(|b| b.secret_access_key.clone()),
             backup_time: s3.map(|b| b.time.clone()),
             backup_retention_days: s3.map(|b| b.retention_days),
+            backup_drill_days: s3.map(|b| b.drill_days),
             acme: Some(self.acme),
             maintenance_window: Some(self.maintenance_window.to_string()),
             time_zone: Some(self.time_zone.clone()),
@@ -219,6 +220,10 @@ pub struct RawClusterConfig {
     /// How many days backups are kept [default: 30].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_retention_days: Option<u32>,
+    /// Days between restore drills, which restore each app's latest backup into a scratch
+    /// namespace and check it [default: 7; 0: none].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_drill_days: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acme: Option<Acme>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -333,6 +338,13 @@ impl RawClusterConfig {
                 "must be between 1 and 3650 days".into(),
             ));
         }
+        let drill_days = self.backup_drill_days.unwrap_or(7);
+        if drill_days > 365 {
+            return Err(bad(
+                "backup_drill_days",
+                "must be at most 365 days (0 turns drills off)".into(),
+            ));
+        }
         let backup_s3 = match (
             self.backup_s3_url,
             self.backup_s3_bucket,
@@ -354,6 +366,7 @@ impl RawClusterConfig {
                     time: backup_time,
                     time_zone: time_zone.clone(),
                     retention_days,
+                    drill_days,
                 })
             }
             _ => {

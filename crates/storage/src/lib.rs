@@ -35,8 +35,8 @@ pub use accounts::{DueMail, LinkPurpose, NewLink, OutgoingMail};
 pub use apps::{AppStatus, GroupsClaim};
 pub use audit::{AuditEvent, AuditFilter};
 pub use backups::{
-    Backup, BackupPhase, BackupReason, ObservedBackup, Restore, RestoreEvent, RestoreRefusal,
-    RestoreState, RestoreStep, backup_name,
+    Backup, BackupPhase, BackupReason, Drill, DrillApp, DrillState, ObservedBackup, Restore,
+    RestoreEvent, RestoreRefusal, RestoreState, RestoreStep, backup_name,
 };
 pub use directory::{UserPage, UserPageRequest, UserPatch, UserSort};
 pub use error::StorageError;

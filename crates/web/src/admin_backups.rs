@@ -59,7 +59,7 @@ impl BackupRow {
     }
 
     pub fn size(&self) -> String {
-        size(self.b.bytes)
+        stackspin_domain::size::human_bytes(self.b.bytes)
     }
 
     pub fn made(&self) -> String {
@@ -90,17 +90,6 @@ fn phase_text(p: BackupPhase) -> &'static str {
 fn when(at: Option<DateTime<Utc>>) -> String {
     at.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| "–".into())
-}
-
-/// Bytes for people.
-pub fn size(bytes: i64) -> String {
-    let b = bytes.max(0) as f64;
-    match b {
-        b if b >= 1e9 => format!("{:.1} GB", b / 1e9),
-        b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
-        b if b >= 1e3 => format!("{:.1} kB", b / 1e3),
-        b => format!("{b} B"),
-    }
 }
 
 /// The headline: what the admin must know first.

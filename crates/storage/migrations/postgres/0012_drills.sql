@@ -1,0 +1,11 @@
+-- Restore drills: each restores the latest backup of every app into a scratch namespace and
+-- checks what came back. `apps` is the plan and the results as JSON (one entry per app).
+CREATE TABLE drills (
+    id           BIGSERIAL PRIMARY KEY,
+    -- 'running', 'passed', 'failed'
+    state        TEXT NOT NULL,
+    apps         TEXT NOT NULL,
+    message      TEXT NOT NULL DEFAULT '',
+    started_at   TIMESTAMPTZ NOT NULL,
+    finished_at  TIMESTAMPTZ
+);
