@@ -460,13 +460,13 @@ async fn a_drill_restores_each_apps_latest_backup_aside_and_checks_it() -> Resul
         .await?;
     assert!(ns.is_none_or(|n| n.metadata.deletion_timestamp.is_some()));
     assert!(
-        claim(&client, "hello-data")
+        !claim(&client, "hello-data")
             .await?
             .metadata
             .labels
             .unwrap_or_default()
-            .get("velero.io/restore-name")
-            .is_none()
+            .contains_key("velero.io/restore-name"),
+        "the app's own claim was not restored over"
     );
     // The admin is told, in words, with the page to go to.
     let mails = store.claim_due_mail(10).await?;
