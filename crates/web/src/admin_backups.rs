@@ -15,7 +15,8 @@ use axum_extra::extract::cookie::CookieJar;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use stackspin_storage::{
-    AuditEvent, Backup, BackupPhase, BackupReason, Restore, RestoreState, RestoreStep,
+    AuditEvent, Backup, BackupPhase, BackupReason, Drill, DrillState, Restore, RestoreState,
+    RestoreStep,
 };
 
 use crate::texts;
@@ -112,9 +113,26 @@ struct BackupsPage<'a> {
     backups: Vec<BackupRow>,
     restores: Vec<Restore>,
     apps: Vec<(String, String)>,
+    drill: Option<Drill>,
 }
 
 impl BackupsPage<'_> {
+    fn drill_state(&self, d: &Drill) -> &'static str {
+        match d.state {
+            DrillState::Running => texts::t("admin_backups.drill_running"),
+            DrillState::Passed => texts::t("admin_backups.drill_passed"),
+            DrillState::Failed => texts::t("admin_backups.drill_failed"),
+        }
+    }
+
+    fn drill_class(&self, d: &Drill) -> &'static str {
+        match d.state {
+            DrillState::Passed => "ok",
+            DrillState::Failed => "warn",
+            DrillState::Running => "",
+        }
+    }
+
     fn restore_state(&self, r: &Restore) -> &'static str {
         restore_state_text(r)
     }
@@ -208,9 +226,13 @@ pub async fn page(State(state): State<AppState>, jar: CookieJar) -> Response {
     if let Err(resp) = require_admin(&state, &jar, PAGE).await {
         return resp;
     }
-    let (backups, restores) = match (state.store.backups().await, state.store.restores().await) {
-        (Ok(b), Ok(r)) => (b, r),
-        (Err(e), _) | (_, Err(e)) => return pages::internal_error(&e),
+    let (backups, restores, drills) = match (
+        state.store.backups().await,
+        state.store.restores().await,
+        state.store.drills(1).await,
+    ) {
+        (Ok(b), Ok(r), Ok(d)) => (b, r, d),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return pages::internal_error(&e),
     };
     let apps = match installed_titles(&state).await {
         Ok(a) => a,
@@ -234,6 +256,7 @@ pub async fn page(State(state): State<AppState>, jar: CookieJar) -> Response {
         backups: backups.into_iter().map(|b| BackupRow { b }).collect(),
         restores: restores.into_iter().take(10).collect(),
         apps,
+        drill: drills.into_iter().next(),
     };
     (jar, pages::render(StatusCode::OK, &page)).into_response()
 }

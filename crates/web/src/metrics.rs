@@ -16,6 +16,7 @@ use prometheus_client::{
     metrics::{
         counter::Counter,
         family::Family,
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -38,6 +39,17 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
+    backups: BackupGauges,
+}
+
+/// The backups' state, read from the database at each scrape, for alerts that a backup or
+/// a drill failed or went missing.
+#[derive(Default)]
+struct BackupGauges {
+    last_success: Gauge,
+    last_scheduled_failed: Gauge,
+    drill_last_run: Gauge,
+    drill_last_passed: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -60,10 +72,32 @@ impl Metrics {
             "Time to produce an HTTP response, by method, route and status",
             latency.clone(),
         );
+        let backups = BackupGauges::default();
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When the newest completed backup (any kind) was made; 0: none",
+            backups.last_success.clone(),
+        );
+        registry.register(
+            "backup_last_scheduled_failed",
+            "1 when the newest nightly backup failed or partly failed",
+            backups.last_scheduled_failed.clone(),
+        );
+        registry.register(
+            "backup_drill_last_run_timestamp_seconds",
+            "When the newest restore drill started; 0: none",
+            backups.drill_last_run.clone(),
+        );
+        registry.register(
+            "backup_drill_last_passed",
+            "1 when the newest finished restore drill restored and checked every app",
+            backups.drill_last_passed.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
+            backups,
         }
     }
 
@@ -106,7 +140,39 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
     response
 }
 
+/// Reads the backups' state into the gauges; a database error leaves them as they were.
+async fn refresh_backups(state: &AppState) {
+    let g = &state.metrics.backups;
+    if let Ok(backups) = state.store.backups().await {
+        use stackspin_storage::{BackupPhase, BackupReason};
+        let success = backups
+            .iter()
+            .filter(|b| b.phase == BackupPhase::Completed)
+            .map(|b| b.created_at.timestamp())
+            .max()
+            .unwrap_or(0);
+        g.last_success.set(success);
+        let failed = backups
+            .iter()
+            .filter(|b| b.reason == BackupReason::Scheduled)
+            .max_by_key(|b| b.created_at)
+            .is_some_and(|b| matches!(b.phase, BackupPhase::Failed | BackupPhase::PartiallyFailed));
+        g.last_scheduled_failed.set(i64::from(failed));
+    }
+    if let Ok(drills) = state.store.drills(5).await {
+        use stackspin_storage::DrillState;
+        g.drill_last_run
+            .set(drills.first().map_or(0, |d| d.started_at.timestamp()));
+        let passed = drills
+            .iter()
+            .find(|d| d.state != DrillState::Running)
+            .is_some_and(|d| d.state == DrillState::Passed);
+        g.drill_last_passed.set(i64::from(passed));
+    }
+}
+
 pub async fn render(State(state): State<AppState>) -> Response {
+    refresh_backups(&state).await;
     match state.metrics.encode() {
         Ok(body) => (
             [(

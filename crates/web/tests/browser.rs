@@ -1167,6 +1167,26 @@ async fn browser_admin_backs_up_and_restores_an_app() {
 
     b.click("back-to-backups").await;
     b.wait_for_text("safety backup before a restore").await;
+    // The weekly restore drill ran once there was a backup, and says how it went.
+    let mut drill = String::new();
+    for _ in 0..120 {
+        drill = b.text("drill-result").await;
+        if drill.contains("passed") || drill.contains("failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b.client.refresh().await.unwrap();
+    }
+    assert!(drill.contains("passed"), "{drill}");
+    assert!(
+        b.text("drill-apps")
+            .await
+            .contains("claims back: notes-data"),
+        "{}",
+        b.text("drill-apps").await
+    );
+    assert!(b.accessibility_problems().await.is_empty());
+    b.screenshot("backups-page-after").await;
     b.close().await;
 
     // Leave the namespace as found.
