@@ -167,6 +167,14 @@ async fn backups_and_restores_through_the_command_and_the_api() {
     let out = site.run(&["restore", "stackspin", "--from", &name]);
     support::assert_one_line_error(&out, "Restoring the control plane");
 
+    let nothing: Value = site.json(&["restore", "list"]);
+    assert_eq!(nothing, json!([]), "a refused restore records nothing");
+    assert_eq!(
+        site.json(&["backup", "list"]).as_array().unwrap().len(),
+        1,
+        "and makes no backup"
+    );
+
     // Start a restore, and kill `serve` as soon as the restore has removed the app's data.
     let started = Instant::now();
     let r = site.json(&["restore", "hello", "--from", &name, "--no-wait"]);

@@ -5,10 +5,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use kube::api::Api;
-use stackspin_platform::crds::HelmRelease;
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use stackspin_platform::desired;
 use stackspin_storage::{Backup, BackupReason, Drill, OutgoingMail};
 
+use crate::backups::VELERO_NAMESPACE;
 use crate::{Operator, OperatorError};
 
 /// The setting that remembers the night a missing backup was reported for.
@@ -109,14 +110,24 @@ impl Operator {
         if ran {
             return Ok(());
         }
-        // Only once Velero was installed before that time: a new cluster has missed nothing.
-        let releases: Api<HelmRelease> =
-            Api::namespaced(self.client.clone(), desired::CORE_NAMESPACE);
-        let installed_at: Option<DateTime<Utc>> = releases
-            .get_opt("velero")
-            .await?
-            .and_then(|r| r.metadata.creation_timestamp)
-            .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0));
+        // Only where Velero's backup location existed before that time: a new cluster has
+        // missed nothing.
+        let locations: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            VELERO_NAMESPACE,
+            &ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("velero.io", "v1", "BackupStorageLocation"),
+                "backupstoragelocations",
+            ),
+        );
+        let installed_at: Option<DateTime<Utc>> = match locations.get_opt("default").await {
+            Ok(l) => l
+                .and_then(|l| l.metadata.creation_timestamp)
+                .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0)),
+            // No Velero CRDs: nothing could have run.
+            Err(e) if crate::apply::is_status(&e, 404) => None,
+            Err(e) => return Err(e.into()),
+        };
         if installed_at.is_none_or(|t| t > expected - Duration::hours(1)) {
             return Ok(());
         }
@@ -129,8 +140,9 @@ impl Operator {
             "Stackspin: last night's backup did not run".into(),
             format!(
                 "No nightly backup ran at {} UTC. Velero may not be running, or cannot reach \
-                 the backup store.\n\nWhat to do: look at \"Backups (Velero)\" on the Manage apps \
-                 page, then use \"Back up now\" on the Backups page:\n{}\n",
+                 the backup store.\n\nWhat to do: check that Velero runs (`kubectl -n stackspin \
+                 get pods`) and that the backup_s3_* settings are right, then use \"Back up \
+                 now\" on the Backups page:\n{}\n",
                 expected.format("%Y-%m-%d %H:%M"),
                 self.backups_page()
             ),

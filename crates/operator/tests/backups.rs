@@ -520,3 +520,51 @@ async fn a_drill_restores_each_apps_latest_backup_aside_and_checks_it() -> Resul
     assert!(about[0].body.contains("nowhere"), "{}", about[0].body);
     Ok(())
 }
+
+/// A nightly backup that should have run and did not is mailed, once per night; a cluster
+/// that had no Velero at that time has missed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_nightly_backup_is_mailed_once() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let velero = Velero::start(bed).await?;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let catalog = two_apps("http://127.0.0.1:9/");
+    let now = Operator::new(
+        client.clone(),
+        store.clone(),
+        catalog.clone(),
+        backup_config(&velero),
+        settings("one"),
+    );
+    // Velero's release is applied now; seen from now, nothing was missed yet.
+    now.reconcile().await?;
+    now.backups_round().await?;
+    assert_eq!(store.pending_mail().await?, 0);
+
+    // Two days later with no nightly backup in between, the last night's run is missing.
+    let later = chrono::Utc::now() + chrono::Duration::days(2);
+    let op = Operator::new(
+        client.clone(),
+        store.clone(),
+        catalog,
+        backup_config(&velero),
+        settings("one"),
+    )
+    .with_clock(move || later);
+    op.backups_round().await?;
+    op.backups_round().await?;
+    let mails = store.claim_due_mail(10).await?;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].subject.contains("did not run"), "{mails:?}");
+    assert!(
+        mails[0]
+            .body
+            .contains("https://dashboard.example.test/admin/backups")
+    );
+    Ok(())
+}

@@ -173,6 +173,15 @@ pub async fn clean(client: &Client) -> Result<()> {
         claims
             .delete_collection(&DeleteParams::default(), &ListParams::default())
             .await?;
+        // Gone, not just terminating: a claim still held by its protection finalizer would
+        // vanish under the next test's freshly installed app.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !claims.list(&ListParams::default()).await?.items.is_empty() {
+            if Instant::now() > deadline {
+                bail!("claims in {ns} did not go");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), CORE_NAMESPACE);
