@@ -108,7 +108,7 @@ async fn backups_and_restores_through_the_command_and_the_api() {
         &config,
         format!(
             "domain = \"example.test\"\nip_address = \"192.0.2.10\"\n\
-             admin_email = \"admin@example.test\"\n{}",
+             admin_email = \"admin@example.test\"\nbackup_drill_days = 0\n{}",
             velero.cluster_toml()
         ),
     )

@@ -86,6 +86,17 @@ impl Operator {
                 }
                 match self.plan_drill().await? {
                     Some(plan) => {
+                        // A scratch namespace left by an interrupted drill goes first: what
+                        // is in it would be taken for this drill's restore.
+                        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+                        match namespaces
+                            .delete(DRILL_NAMESPACE, &DeleteParams::background())
+                            .await
+                        {
+                            Ok(_) => {}
+                            Err(e) if apply::is_status(&e, 404) => {}
+                            Err(e) => return Err(e.into()),
+                        }
                         let d = self.store.start_drill(&plan).await?;
                         tracing::info!(
                             drill = d.id,

@@ -390,6 +390,25 @@ async fn a_drill_restores_each_apps_latest_backup_aside_and_checks_it() -> Resul
     // No backup yet: nothing to drill, and no drill is recorded.
     op.backups_round().await?;
     assert!(store.drills(1).await?.is_empty());
+    // What an interrupted drill left behind must not pass for this drill's result.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let leftover: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": stackspin_operator::drill::DRILL_NAMESPACE}}),
+    )?;
+    if namespaces
+        .get_opt(stackspin_operator::drill::DRILL_NAMESPACE)
+        .await?
+        .is_none()
+    {
+        namespaces.create(&Default::default(), &leftover).await?;
+    }
+    let stale: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "hello-data", "labels": {"velero.io/restore-name": "an-old-drill"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))?;
+    let scratch: Api<PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), stackspin_operator::drill::DRILL_NAMESPACE);
+    let _ = scratch.create(&Default::default(), &stale).await;
 
     store
         .request_backup(
@@ -454,7 +473,6 @@ async fn a_drill_restores_each_apps_latest_backup_aside_and_checks_it() -> Resul
         drill.message
     );
     // The scratch copy goes; the apps themselves were never touched.
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let ns = namespaces
         .get_opt(stackspin_operator::drill::DRILL_NAMESPACE)
         .await?;
@@ -560,6 +578,50 @@ async fn a_missing_nightly_backup_is_mailed_once() -> Result<()> {
     op.backups_round().await?;
     let mails = store.claim_due_mail(10).await?;
     assert_eq!(mails.len(), 1, "{mails:?}");
+
+    // The nightly Schedule as the catalog renders it is one the real Velero accepts.
+    let s3 = backup_config_with(
+        &velero,
+        "backup_time = \"01:15\"\ntime_zone = \"Europe/Amsterdam\"\n",
+    )
+    .backup_s3
+    .unwrap();
+    let schedules: Api<kube::core::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "stackspin",
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("velero.io", "v1", "Schedule"),
+            "schedules",
+        ),
+    );
+    let _ = schedules.delete("nightly-check", &Default::default()).await;
+    let schedule: kube::core::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "velero.io/v1", "kind": "Schedule",
+        "metadata": {"name": "nightly-check", "namespace": "stackspin"},
+        "spec": {"schedule": s3.schedule(), "skipImmediately": true,
+                 "template": {"ttl": s3.ttl(), "includedNamespaces": ["stackspin", "stackspin-apps"]}},
+    }))?;
+    schedules.create(&Default::default(), &schedule).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = schedules.get("nightly-check").await?;
+        match s.data["status"]["phase"].as_str() {
+            Some("Enabled") => break,
+            Some("FailedValidation") => {
+                bail!("Velero refused {}: {}", s3.schedule(), s.data["status"])
+            }
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Velero did not judge the schedule: {}",
+            s.data
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    schedules
+        .delete("nightly-check", &Default::default())
+        .await?;
     assert!(mails[0].subject.contains("did not run"), "{mails:?}");
     assert!(
         mails[0]
