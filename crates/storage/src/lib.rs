@@ -20,6 +20,7 @@ mod sealed;
 mod setup;
 mod snapshot;
 mod throttle;
+mod tools;
 mod users;
 
 use std::{str::FromStr, time::Duration};
@@ -47,6 +48,7 @@ pub use oidc::{
 };
 pub use setup::SetupCredentials;
 pub use snapshot::SnapshotInfo;
+pub use tools::{CODE_LIFETIME_SECONDS, CodeRefusal, ToolSession};
 pub use users::RoleChange;
 
 /// How long connecting may take before we give up and name the unreachable host.

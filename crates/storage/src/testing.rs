@@ -69,3 +69,17 @@ pub async fn fresh_postgres_url() -> DatabaseUrl {
     url.set_path(&name);
     DatabaseUrl::Postgres(url)
 }
+
+impl Store {
+    /// Moves every Dashboard session's expiry into the past, as time passing would.
+    pub async fn expire_all_sessions_for_tests(&self) -> Result<(), crate::StorageError> {
+        let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+        crate::with_writer!(self, pool => {
+            sqlx::query("UPDATE sessions SET expires_at = $1")
+                .bind(past)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+}

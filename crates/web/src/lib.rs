@@ -13,6 +13,7 @@ pub mod api;
 mod client;
 mod dashboard;
 mod error;
+pub mod forward_auth;
 mod health;
 mod login;
 pub mod mail;
@@ -387,6 +388,8 @@ pub fn router(state: AppState) -> Router {
             "/admin/apps/{name}/remove",
             get(admin_apps::confirm_remove).post(admin_apps::remove),
         )
+        .route("/auth/forward", get(forward_auth::check))
+        .route("/auth/handover", get(forward_auth::handover))
         .route("/admin/catalog", get(admin_catalog::list))
         .route(
             "/admin/backups",
