@@ -10,6 +10,9 @@
 //!
 //! Usage: stackspin-bench STACKSPIN_BIN PEERS_DIR [--seconds N] [--concurrency N]
 //!        stackspin-bench users STACKSPIN_BIN [--users N]   (the Dashboard with many users)
+//!        stackspin-bench forward-auth STACKSPIN_BIN [--seconds N] [--concurrency N]
+//!          (`/auth/forward` with a tool's session, beside a static document from the same
+//!          process as the baseline)
 
 use std::{
     process::{Child, Command, Stdio},
@@ -430,6 +433,9 @@ async fn main() -> Result<()> {
     if args.get(1).map(String::as_str) == Some("users") {
         return users_bench(&args).await;
     }
+    if args.get(1).map(String::as_str) == Some("forward-auth") {
+        return forward_auth_bench(&args).await;
+    }
     let (Some(bin), Some(peers)) = (args.get(1), args.get(2)) else {
         bail!("usage: stackspin-bench STACKSPIN_BIN PEERS_DIR [--seconds N] [--concurrency N]");
     };
@@ -716,4 +722,144 @@ where
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
     Ok((pct(0.5), pct(0.99)))
+}
+
+/// Forward-auth is on every request of the tools behind it: its rate and latency with a
+/// valid tool session, against a static document (`/api/v1/openapi.json`, compiled in)
+/// served by the same process, in the same run.
+async fn forward_auth_bench(args: &[String]) -> Result<()> {
+    let Some(bin) = args.get(2) else {
+        bail!("usage: stackspin-bench forward-auth STACKSPIN_BIN [--seconds N] [--concurrency N]");
+    };
+    let flag = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = flag("--seconds", 10);
+    let concurrency = flag("--concurrency", 16) as usize;
+    let data = std::env::temp_dir().join(format!("stackspin-bench-fa-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    let server = start_stackspin(bin, &data).await?;
+    let base = server.target.issuer.clone();
+    // The registered app `bench` is at http://127.0.0.1:9: its host is the tool's.
+    let host = "127.0.0.1:9";
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let ask = |uri: &str, cookie: Option<&str>| {
+        let mut r = plain
+            .get(format!("{base}/auth/forward"))
+            .header("x-forwarded-host", host)
+            .header("x-forwarded-proto", "http")
+            .header("x-forwarded-uri", uri);
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r
+    };
+    // The hand-over, once, as a signed-in browser makes it.
+    let b = browser()?;
+    let first = ask("/", None).send().await?;
+    let to_dashboard = first
+        .headers()
+        .get("location")
+        .context("no hand-over redirect")?
+        .to_str()?
+        .to_owned();
+    let page = b.get(format!("{base}/login")).send().await?.text().await?;
+    let csrf = hidden(&page, "csrf").context("login page")?;
+    b.post(format!("{base}/login"))
+        .form(&[
+            ("email", "bench@example.org"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+            ("return_to", "/"),
+        ])
+        .send()
+        .await?;
+    let to_tool = b
+        .get(&to_dashboard)
+        .send()
+        .await?
+        .headers()
+        .get("location")
+        .context("no code")?
+        .to_str()?
+        .to_owned();
+    let path = to_tool
+        .strip_prefix(&format!("http://{host}"))
+        .context("code for the tool's host")?
+        .to_owned();
+    let redeemed = ask(&path, None).send().await?;
+    let cookie = redeemed
+        .headers()
+        .get("set-cookie")
+        .context("no tool cookie")?
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    if ask("/", Some(&cookie)).send().await?.status() != 200 {
+        bail!("the tool's session is not accepted");
+    }
+
+    println!(
+        "forward-auth with a valid tool session vs a static document, same process, {concurrency} workers, {seconds} s each\n"
+    );
+    println!("| request | requests/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|");
+    let mut rates = Vec::new();
+    for which in [
+        "GET /auth/forward (tool session)",
+        "GET /api/v1/openapi.json (static)",
+    ] {
+        let forward = which.starts_with("GET /auth");
+        let (plain, base, cookie) = (plain.clone(), base.clone(), cookie.clone());
+        let job = move || {
+            let (plain, base, cookie) = (plain.clone(), base.clone(), cookie.clone());
+            async move {
+                let r = if forward {
+                    plain
+                        .get(format!("{base}/auth/forward"))
+                        .header("x-forwarded-host", "127.0.0.1:9")
+                        .header("x-forwarded-proto", "http")
+                        .header("x-forwarded-uri", "/api/v1/query?query=up")
+                        .header("cookie", cookie)
+                        .send()
+                        .await?
+                } else {
+                    plain
+                        .get(format!("{base}/api/v1/openapi.json"))
+                        .send()
+                        .await?
+                };
+                if r.status() != 200 {
+                    bail!("status {}", r.status());
+                }
+                r.bytes().await?;
+                Ok(())
+            }
+        };
+        let _ = load(2, concurrency, job.clone()).await;
+        let r = load(seconds, concurrency, job).await;
+        println!(
+            "| {which} | {:.0} | {:.2} | {:.2} | {} |",
+            r.per_sec, r.p50_ms, r.p99_ms, r.errors
+        );
+        rates.push(r.per_sec);
+    }
+    if let [fa, st] = rates[..] {
+        println!(
+            "\nforward-auth runs at {:.2}× the static document's rate",
+            fa / st
+        );
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(())
 }
