@@ -13,6 +13,7 @@ mod apps;
 mod audit;
 mod backups;
 mod directory;
+mod drills;
 mod error;
 mod installed;
 mod oidc;
@@ -36,10 +37,11 @@ pub use accounts::{DueMail, LinkPurpose, NewLink, OutgoingMail};
 pub use apps::{AppStatus, GroupsClaim};
 pub use audit::{AuditEvent, AuditFilter};
 pub use backups::{
-    Backup, BackupPhase, BackupReason, Drill, DrillApp, DrillState, ObservedBackup, Restore,
-    RestoreEvent, RestoreRefusal, RestoreState, RestoreStep, backup_name,
+    Backup, BackupPhase, BackupReason, ObservedBackup, Restore, RestoreEvent, RestoreRefusal,
+    RestoreState, RestoreStep, backup_name,
 };
 pub use directory::{UserPage, UserPageRequest, UserPatch, UserSort};
+pub use drills::{Drill, DrillApp, DrillState};
 pub use error::StorageError;
 pub use installed::{AppState, InstalledApp, ReleaseStatus};
 pub use oidc::{
