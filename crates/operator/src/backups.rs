@@ -104,6 +104,23 @@ fn time(v: &Value) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// Why a Velero Backup or Restore failed, from its status: the validation errors when there
+/// are any, else the failure reason; empty when Velero gave neither.
+fn velero_failure(status: &Value) -> String {
+    let validation: Vec<&str> = status["validationErrors"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if validation.is_empty() {
+        status["failureReason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        validation.join("; ")
+    }
+}
+
 /// What the database records of a Velero Backup. `bytes` is what its pod volume backups
 /// copied (Velero reports no size for the objects themselves).
 pub fn observe_backup(o: &DynamicObject, bytes: i64) -> Option<ObservedBackup> {
@@ -118,16 +135,7 @@ pub fn observe_backup(o: &DynamicObject, bytes: i64) -> Option<ObservedBackup> {
         } else {
             BackupReason::Manual
         });
-    let mut message = status["failureReason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if let Some(v) = status["validationErrors"].as_array() {
-        let errors: Vec<&str> = v.iter().filter_map(Value::as_str).collect();
-        if !errors.is_empty() {
-            message = errors.join("; ");
-        }
-    }
+    let message = velero_failure(status);
     Some(ObservedBackup {
         name,
         app: labels.get(APP_LABEL).cloned(),
@@ -556,16 +564,7 @@ impl Operator {
                         r.backup
                     )),
                     "PartiallyFailed" | "Failed" | "FailedValidation" => {
-                        let mut why = status["failureReason"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string();
-                        if let Some(v) = status["validationErrors"].as_array() {
-                            let v: Vec<&str> = v.iter().filter_map(Value::as_str).collect();
-                            if !v.is_empty() {
-                                why = v.join("; ");
-                            }
-                        }
+                        let mut why = velero_failure(status);
                         if why.is_empty() {
                             why = format!(
                                 "Velero reported {} errors (velero restore logs {name})",
