@@ -136,10 +136,22 @@ pub async fn run(
                 ..OperatorSettings::default()
             },
         );
+        let (stats, leader) = (op.stats(), op.clone());
         platform.cluster = Some(stackspin_web::platform::Cluster {
             domain,
             wake: op.waker(),
             backups,
+            operator: Some(Arc::new(move || {
+                let s = stats.snapshot();
+                stackspin_web::platform::OperatorSignals {
+                    rounds_ok: s.rounds_ok,
+                    rounds_failed: s.rounds_failed,
+                    last_round_seconds: s.last_round_seconds,
+                    last_success_unix: s.last_success_unix,
+                    last_problems: s.last_problems,
+                    leading: leader.is_leading(),
+                }
+            })),
         });
         let mut rx = stop_rx.clone();
         tracing::info!("app operator started");

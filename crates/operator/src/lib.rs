@@ -16,7 +16,7 @@ pub mod updates;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -142,6 +142,66 @@ pub struct Round {
 
 type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// How the operator's rounds went, for `/metrics`: kept in memory, as each replica's own
+/// counters (Prometheus adds replicas up).
+#[derive(Debug, Default)]
+pub struct Stats {
+    rounds_ok: AtomicU64,
+    rounds_failed: AtomicU64,
+    /// The last round's duration in microseconds.
+    last_round_micros: AtomicU64,
+    /// Unix seconds of the last round that succeeded; 0: none yet.
+    last_success: AtomicU64,
+    /// Problems the last round met without failing (objects refused, CRDs missing).
+    last_problems: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StatsSnapshot {
+    pub rounds_ok: u64,
+    pub rounds_failed: u64,
+    pub last_round_seconds: f64,
+    pub last_success_unix: u64,
+    pub last_problems: u64,
+}
+
+impl Stats {
+    fn record(&self, elapsed: Duration, outcome: Result<usize, ()>, now: DateTime<Utc>) {
+        self.last_round_micros.store(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        match outcome {
+            Ok(problems) => {
+                self.rounds_ok.fetch_add(1, Ordering::Relaxed);
+                self.last_success.store(
+                    u64::try_from(now.timestamp()).unwrap_or_default(),
+                    Ordering::Relaxed,
+                );
+                self.last_problems.store(
+                    u64::try_from(problems).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+            }
+            Err(()) => {
+                self.rounds_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            rounds_ok: self.rounds_ok.load(Ordering::Relaxed),
+            rounds_failed: self.rounds_failed.load(Ordering::Relaxed),
+            // Microseconds to seconds; the precision lost is far below a round's length.
+            last_round_seconds: self.last_round_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            last_success_unix: self.last_success.load(Ordering::Relaxed),
+            last_problems: self.last_problems.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// The operator. Cheap to clone; clones share the wake-up signal and leadership flag.
 #[derive(Clone)]
 pub struct Operator {
@@ -153,6 +213,7 @@ pub struct Operator {
     wake: Arc<Notify>,
     leading: Arc<AtomicBool>,
     clock: Clock,
+    stats: Arc<Stats>,
 }
 
 impl Operator {
@@ -174,6 +235,7 @@ impl Operator {
             wake: Arc::new(Notify::new()),
             leading: Arc::new(AtomicBool::new(false)),
             clock: Arc::new(Utc::now),
+            stats: Arc::new(Stats::default()),
         }
     }
 
@@ -186,6 +248,11 @@ impl Operator {
     /// Signals the run loop to start a round now (after a request was stored).
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// The rounds' counters, shared with every clone.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     pub fn is_leading(&self) -> bool {
@@ -221,7 +288,14 @@ impl Operator {
             let mut wait = (self.settings.lease_duration / 3).max(Duration::from_millis(200));
             let due = last_round.is_none_or(|t| t.elapsed() >= self.settings.interval);
             if leads && due {
-                match self.reconcile().await {
+                let started = std::time::Instant::now();
+                let result = self.reconcile().await;
+                self.stats.record(
+                    started.elapsed(),
+                    result.as_ref().map(|r| r.problems.len()).map_err(|_| ()),
+                    (self.clock)(),
+                );
+                match result {
                     Ok(round) => {
                         last_round = Some(std::time::Instant::now());
                         backoff = Duration::from_secs(1);
@@ -285,6 +359,7 @@ impl Operator {
         c.subdomain = row.subdomain.clone();
         c.version = semver::Version::parse(&row.target_version).ok();
         c.suspended = suspended.contains(&row.name);
+        c.running = row.running_version.is_some();
         c
     }
 

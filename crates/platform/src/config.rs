@@ -71,6 +71,10 @@ pub struct AppChoice {
     pub allow_list: Vec<String>,
     /// Flux leaves the app's releases alone (a restore is replacing its data).
     pub suspended: bool,
+    /// A version of the app runs on the cluster (the operator saw its release installed).
+    /// Other apps may then use what it brings: the control plane ships its alerting rules
+    /// once monitoring's CRDs exist.
+    pub running: bool,
 }
 
 impl AppChoice {
@@ -81,6 +85,7 @@ impl AppChoice {
             version: None,
             allow_list: Vec::new(),
             suspended: false,
+            running: false,
         }
     }
 }
@@ -417,6 +422,7 @@ impl RawClusterConfig {
                 version,
                 allow_list: raw.allow_list,
                 suspended: false,
+                running: false,
             });
         }
         if let Some(name) = tables.keys().next() {

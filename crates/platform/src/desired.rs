@@ -18,6 +18,9 @@ use crate::{Object, PlatformError};
 pub const CORE_NAMESPACE: &str = "stackspin";
 /// The namespace of the apps, as in the seed.
 pub const APPS_NAMESPACE: &str = "stackspin-apps";
+
+/// The catalog entry that brings Prometheus, Alertmanager and Grafana.
+pub const MONITORING: &str = "monitoring";
 /// Where Flux's controllers run.
 pub const FLUX_NAMESPACE: &str = "flux-system";
 /// The label on everything Stackspin manages.
@@ -59,6 +62,8 @@ pub struct Placement<'a> {
     pub allow_list: Vec<String>,
     /// The release is suspended: a restore is replacing the app's data (its parts too).
     pub suspended: bool,
+    /// A version of the app runs (see `AppChoice::running`).
+    pub running: bool,
 }
 
 impl Placement<'_> {
@@ -137,6 +142,7 @@ pub fn placements<'a>(
             version,
             allow_list,
             suspended: choice.is_some_and(|c| c.suspended),
+            running: choice.is_some_and(|c| c.running),
         });
         Ok(())
     };
@@ -394,6 +400,16 @@ fn app_objects(
                 Value::String(format!("{ns}-{}@kubernetescrd", allow_list_middleware(app))),
             );
         }
+    }
+
+    // The control plane's ServiceMonitor, alerting rules and Grafana dashboards need the
+    // Prometheus Operator's CRDs, which come with monitoring: asked for once a version of it
+    // runs, so the control plane's own install never waits for or fails on them.
+    if app == stackspin_catalog::CONTROL_PLANE
+        && all.iter().any(|o| o.entry.name == MONITORING && o.running)
+        && let Value::Object(values) = &mut rendered.values
+    {
+        values.insert("monitoring".into(), serde_json::json!({ "enabled": true }));
     }
 
     objects.push(Object::ConfigMap(ConfigMap {

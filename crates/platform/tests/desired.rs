@@ -441,3 +441,42 @@ fn the_nightly_backup_runs_at_the_chosen_time_and_is_kept_as_long_as_asked() {
         assert!(e.contains(field), "{e}");
     }
 }
+
+/// The control plane asks its chart for its ServiceMonitor, rules and dashboards only once a
+/// version of monitoring runs: before, the Prometheus Operator's CRDs may not exist.
+#[test]
+fn the_control_plane_ships_its_monitoring_once_monitoring_runs() {
+    let mut config = RawClusterConfig::from_toml(CLUSTER)
+        .expect("parses")
+        .resolve()
+        .expect("valid");
+    let names = all_entries(&config);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let secrets = fixture_secrets(&refs);
+    let monitoring_asked = |config: &stackspin_platform::ClusterConfig| {
+        let objects =
+            desired_state(catalog(), config, &secrets, &Tuning::default()).expect("renders");
+        let values = find(&objects, "ConfigMap", "stackspin-stackspin-values").to_value();
+        let values: serde_json::Value =
+            serde_saphyr::from_str(values["data"]["values.yaml"].as_str().expect("values"))
+                .expect("yaml");
+        values["monitoring"]["enabled"] == true
+    };
+    assert!(
+        !monitoring_asked(&config),
+        "monitoring is chosen but not running yet"
+    );
+    for app in &mut config.apps {
+        app.running = app.name != "monitoring";
+    }
+    assert!(
+        !monitoring_asked(&config),
+        "other apps running do not count"
+    );
+    for app in &mut config.apps {
+        app.running = true;
+    }
+    assert!(monitoring_asked(&config));
+    config.apps.retain(|a| a.name != "monitoring");
+    assert!(!monitoring_asked(&config), "without monitoring");
+}

@@ -19,6 +19,7 @@ mod installed;
 mod oidc;
 mod sealed;
 mod setup;
+mod signals;
 mod snapshot;
 mod throttle;
 mod tools;
@@ -49,6 +50,7 @@ pub use oidc::{
     TokenKind, TokenRecord,
 };
 pub use setup::SetupCredentials;
+pub use signals::{PeopleSignals, QueueSignals};
 pub use snapshot::SnapshotInfo;
 pub use tools::{CODE_LIFETIME_SECONDS, CodeRefusal, ToolSession};
 pub use users::RoleChange;

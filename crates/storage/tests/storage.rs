@@ -772,6 +772,83 @@ async fn ping_and_backend(store: &Store) {
     assert!(["sqlite", "postgres"].contains(&store.backend_name()));
 }
 
+async fn platform_signals_count_people_and_queues(store: &Store) {
+    use stackspin_storage::{OutgoingMail, PeopleSignals, QueueSignals};
+    assert_eq!(
+        store.people_signals().await.unwrap(),
+        PeopleSignals::default()
+    );
+    assert_eq!(store.mail_signals().await.unwrap(), QueueSignals::default());
+    let hash = HashParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    }
+    .hash(&Password::new("correct horse battery staple").unwrap())
+    .unwrap();
+    let ada = store
+        .create_user(&NewUser {
+            password_hash: Some(hash.clone()),
+            ..new_user("ada@example.org", true)
+        })
+        .await
+        .unwrap();
+    store
+        .create_user(&NewUser {
+            password_hash: Some(hash),
+            ..new_user("bob@example.org", false)
+        })
+        .await
+        .unwrap();
+    store
+        .create_user(&new_user("cy@example.org", true))
+        .await
+        .unwrap();
+    store
+        .set_totp(ada.id, Some("sealed-secret"), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.people_signals().await.unwrap(),
+        PeopleSignals {
+            users: 3,
+            active: 2,
+            with_mfa: 1,
+            admins: 1,
+        }
+    );
+
+    for to in ["a@example.org", "b@example.org", "c@example.org"] {
+        store
+            .queue_mail(&OutgoingMail {
+                to: to.into(),
+                subject: "s".into(),
+                body: "b".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let due = store.claim_due_mail(10).await.unwrap();
+    store.mail_sent(due[0].id).await.unwrap();
+    store
+        .mail_failed(due[1].id, "421 try later", Some(chrono::Utc::now()))
+        .await
+        .unwrap();
+    store
+        .mail_failed(due[2].id, "550 no such user", None)
+        .await
+        .unwrap();
+    let q = store.mail_signals().await.unwrap();
+    assert_eq!((q.pending, q.retrying, q.given_up), (1, 1, 1), "{q:?}");
+    assert_eq!(q.last_error.as_deref(), Some("421 try later"));
+    let age = chrono::Utc::now() - q.oldest_pending.unwrap();
+    assert!(age >= chrono::Duration::zero() && age < chrono::Duration::minutes(1));
+    assert_eq!(
+        store.logout_signals().await.unwrap(),
+        QueueSignals::default()
+    );
+}
+
 macro_rules! on_both_backends {
     ($($story:ident),* $(,)?) => {
         mod sqlite {
@@ -814,6 +891,7 @@ on_both_backends!(
     installed_apps_requests_status_and_forgetting,
     generated_secrets_are_sealed_and_never_replaced,
     ping_and_backend,
+    platform_signals_count_people_and_queues,
 );
 
 #[tokio::test]

@@ -129,6 +129,7 @@ impl AppState {
     /// Records an audit event; a failure to record is logged but does not fail the action,
     /// which has already happened.
     pub(crate) async fn audit(&self, event: stackspin_storage::AuditEvent) {
+        self.metrics.audit_event(&event.kind);
         if let Err(e) = self.store.record_audit(&event).await {
             tracing::error!(error = %e, kind = %event.kind, "cannot record audit event");
         }

@@ -1,4 +1,6 @@
-//! Prometheus metrics: request counts and latency per route, in the text exposition format.
+//! Prometheus metrics, in the text exposition format: request counts and latency per route,
+//! sign-in outcomes, and the platform's state (people, apps, queues, the operator, backups)
+//! read from the database at each scrape, so every replica reports the same state.
 //!
 //! Each [`Metrics`] owns its registry rather than using a process-global recorder, so tests
 //! can run several applications in one process and see only their own numbers.
@@ -22,7 +24,11 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::AppState;
+use std::sync::atomic::AtomicU64;
+
+use stackspin_storage::AppState;
+
+use crate::AppState as WebState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -35,11 +41,68 @@ struct RequestLabels {
 
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppStateLabels {
+    app: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: &'static str,
+}
+
+/// Every state an app can be in, so each app reports all of them (1 for the current, 0 for
+/// the rest) and an alert on one state never sees its series vanish.
+const APP_STATES: [AppState; 8] = [
+    AppState::Pending,
+    AppState::Installing,
+    AppState::Ready,
+    AppState::Failed,
+    AppState::UpdatePending,
+    AppState::RolledBack,
+    AppState::Restoring,
+    AppState::Uninstalling,
+];
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
     backups: BackupGauges,
+    logins: Family<ResultLabels, Counter>,
+    mfa: Family<ResultLabels, Counter>,
+    platform: PlatformGauges,
+}
+
+/// The platform's state at the last scrape.
+#[derive(Default)]
+struct PlatformGauges {
+    users: Gauge,
+    users_active: Gauge,
+    users_mfa: Gauge,
+    admins: Gauge,
+    app_state: Family<AppStateLabels, Gauge>,
+    app_update_available: Family<AppLabels, Gauge>,
+    queue_pending: Family<QueueLabels, Gauge>,
+    queue_retrying: Family<QueueLabels, Gauge>,
+    queue_given_up: Family<QueueLabels, Gauge>,
+    queue_oldest_age: Family<QueueLabels, Gauge<f64, AtomicU64>>,
+    operator_rounds: Family<ResultLabels, Gauge>,
+    operator_last_round: Gauge<f64, AtomicU64>,
+    operator_last_success: Gauge,
+    operator_problems: Gauge,
+    operator_leading: Gauge,
 }
 
 /// The backups' state, read from the database at each scrape, for alerts that a backup or
@@ -50,6 +113,78 @@ struct BackupGauges {
     last_scheduled_failed: Gauge,
     drill_last_run: Gauge,
     drill_last_passed: Gauge,
+}
+
+impl PlatformGauges {
+    fn register(&self, r: &mut Registry) {
+        r.register("users", "People with an account", self.users.clone());
+        r.register(
+            "users_active",
+            "People who have set a password and can sign in",
+            self.users_active.clone(),
+        );
+        r.register(
+            "users_mfa",
+            "People with two-step verification set up",
+            self.users_mfa.clone(),
+        );
+        r.register("admins", "Admins who can sign in", self.admins.clone());
+        r.register(
+            "app_state",
+            "1 for the state each installed app is in, 0 for the others",
+            self.app_state.clone(),
+        );
+        r.register(
+            "app_update_available",
+            "1 when a newer chart version than the running one is known for the app",
+            self.app_update_available.clone(),
+        );
+        r.register(
+            "queue_pending",
+            "Mail (queue=mail) or logout notices (queue=logout) not yet delivered",
+            self.queue_pending.clone(),
+        );
+        r.register(
+            "queue_retrying",
+            "Pending items that failed at least once and wait for a retry",
+            self.queue_retrying.clone(),
+        );
+        r.register(
+            "queue_given_up",
+            "Items given up after their last retry, ever",
+            self.queue_given_up.clone(),
+        );
+        r.register(
+            "queue_oldest_age_seconds",
+            "Age of the oldest pending item; 0 when none waits",
+            self.queue_oldest_age.clone(),
+        );
+        r.register(
+            "operator_rounds",
+            "The operator's rounds in this process, by result (ok, failed)",
+            self.operator_rounds.clone(),
+        );
+        r.register(
+            "operator_last_round_duration_seconds",
+            "How long the operator's last round took",
+            self.operator_last_round.clone(),
+        );
+        r.register(
+            "operator_last_success_timestamp_seconds",
+            "When the operator last finished a round without error; 0: not yet",
+            self.operator_last_success.clone(),
+        );
+        r.register(
+            "operator_problems",
+            "Problems the last round met without failing (objects refused, CRDs missing)",
+            self.operator_problems.clone(),
+        );
+        r.register(
+            "operator_leading",
+            "1 when this replica runs the operator (holds the lease)",
+            self.operator_leading.clone(),
+        );
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -93,12 +228,44 @@ impl Metrics {
             "1 when the newest finished restore drill restored and checked every app",
             backups.drill_last_passed.clone(),
         );
+        let logins = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "logins",
+            "Sign-ins with a password, by result (success, failure, throttled, denied)",
+            logins.clone(),
+        );
+        let mfa = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "mfa_verifications",
+            "Second steps of sign-in (a code or a recovery code), by result",
+            mfa.clone(),
+        );
+        let platform = PlatformGauges::default();
+        platform.register(&mut registry);
         Metrics {
             registry,
             requests,
             latency,
             backups,
+            logins,
+            mfa,
+            platform,
         }
+    }
+
+    /// Counts a sign-in outcome from its audit event's kind; other kinds are not counted.
+    pub(crate) fn audit_event(&self, kind: &str) {
+        let (family, result) = match kind {
+            "login.success" => (&self.logins, "success"),
+            "login.failure" => (&self.logins, "failure"),
+            "login.throttled" => (&self.logins, "throttled"),
+            "login.denied" => (&self.logins, "denied"),
+            "mfa.success" => (&self.mfa, "success"),
+            "mfa.failure" => (&self.mfa, "failure"),
+            "mfa.recovery_code_used" => (&self.mfa, "recovery_code"),
+            _ => return,
+        };
+        family.get_or_create(&ResultLabels { result }).inc();
     }
 
     fn observe(&self, labels: RequestLabels, seconds: f64) {
@@ -141,7 +308,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
 }
 
 /// Reads the backups' state into the gauges; a database error leaves them as they were.
-async fn refresh_backups(state: &AppState) {
+async fn refresh_backups(state: &WebState) {
     let g = &state.metrics.backups;
     if let Ok(backups) = state.store.backups().await {
         use stackspin_storage::{BackupPhase, BackupReason};
@@ -171,8 +338,82 @@ async fn refresh_backups(state: &AppState) {
     }
 }
 
-pub async fn render(State(state): State<AppState>) -> Response {
+/// Reads people, apps, queues and the operator's counters into the gauges; what cannot be
+/// read keeps its last value.
+async fn refresh_platform(state: &WebState) {
+    let g = &state.metrics.platform;
+    if let Ok(p) = state.store.people_signals().await {
+        g.users.set(p.users);
+        g.users_active.set(p.active);
+        g.users_mfa.set(p.with_mfa);
+        g.admins.set(p.admins);
+    }
+    if let Ok(apps) = state.store.installed_apps().await {
+        // Cleared first, so an uninstalled app's series end.
+        g.app_state.clear();
+        g.app_update_available.clear();
+        for app in apps
+            .iter()
+            .filter(|a| a.wanted || a.state == AppState::Uninstalling)
+        {
+            for s in APP_STATES {
+                g.app_state
+                    .get_or_create(&AppStateLabels {
+                        app: app.name.clone(),
+                        state: s.as_str(),
+                    })
+                    .set(i64::from(app.state == s));
+            }
+            let newer = match (&app.running_version, &app.latest_version) {
+                (Some(running), Some(latest)) => running != latest,
+                _ => false,
+            };
+            g.app_update_available
+                .get_or_create(&AppLabels {
+                    app: app.name.clone(),
+                })
+                .set(i64::from(newer));
+        }
+    }
+    let now = chrono::Utc::now();
+    for (queue, signals) in [
+        ("mail", state.store.mail_signals().await),
+        ("logout", state.store.logout_signals().await),
+    ] {
+        let Ok(q) = signals else { continue };
+        let l = QueueLabels { queue };
+        g.queue_pending.get_or_create(&l).set(q.pending);
+        g.queue_retrying.get_or_create(&l).set(q.retrying);
+        g.queue_given_up.get_or_create(&l).set(q.given_up);
+        let age = q
+            .oldest_pending
+            .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        g.queue_oldest_age.get_or_create(&l).set(age);
+    }
+    if let Some(read) = state
+        .platform
+        .cluster
+        .as_ref()
+        .and_then(|c| c.operator.as_ref())
+    {
+        let o = read();
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        g.operator_rounds
+            .get_or_create(&ResultLabels { result: "ok" })
+            .set(count(o.rounds_ok));
+        g.operator_rounds
+            .get_or_create(&ResultLabels { result: "failed" })
+            .set(count(o.rounds_failed));
+        g.operator_last_round.set(o.last_round_seconds);
+        g.operator_last_success.set(count(o.last_success_unix));
+        g.operator_problems.set(count(o.last_problems));
+        g.operator_leading.set(i64::from(o.leading));
+    }
+}
+
+pub async fn render(State(state): State<WebState>) -> Response {
     refresh_backups(&state).await;
+    refresh_platform(&state).await;
     match state.metrics.encode() {
         Ok(body) => (
             [(

@@ -34,6 +34,21 @@ pub struct Cluster {
     /// The nightly backups, when the cluster has a backup store (`backup_s3_*` in
     /// cluster.toml), hence Velero.
     pub backups: Option<BackupPlan>,
+    /// How the operator's rounds went, read at each scrape (the binary adapts the
+    /// operator's counters, which this crate does not know).
+    pub operator: Option<Arc<dyn Fn() -> OperatorSignals + Send + Sync>>,
+}
+
+/// The operator's round counters, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OperatorSignals {
+    pub rounds_ok: u64,
+    pub rounds_failed: u64,
+    pub last_round_seconds: f64,
+    /// Unix seconds of the last successful round; 0: none yet.
+    pub last_success_unix: u64,
+    pub last_problems: u64,
+    pub leading: bool,
 }
 
 /// When the nightly backup runs and how long backups are kept.

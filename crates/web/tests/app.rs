@@ -1,6 +1,8 @@
 //! The control plane over a real socket: probes, metrics, headers.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use stackspin_domain::settings::{RawSettings, Settings};
 use stackspin_storage::{Store, testing::TestDb};
 use stackspin_web::Application;
@@ -237,4 +239,133 @@ async fn half_sent_headers_are_cut_off() {
             assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
         }
     }
+}
+
+/// The value of the one sample whose line starts with `series` (name and labels).
+fn sample(body: &str, series: &str) -> f64 {
+    let line = body
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{body}"));
+    line[series.len()..].trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn metrics_report_people_sign_ins_apps_and_queues() {
+    use stackspin_storage::{AppState, OutgoingMail, ReleaseStatus};
+    let p = support::start_with(
+        RawSettings {
+            metrics_listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        },
+        support::fast_options(),
+    )
+    .await;
+    let ada = p.user("ada@example.org", true).await;
+    p.user("bob@example.org", false).await;
+    // An invited admin cannot sign in yet, so is not counted among admins.
+    p.store
+        .create_user(&stackspin_domain::NewUser {
+            email: stackspin_domain::Email::parse("cy@example.org").unwrap(),
+            name: stackspin_domain::UserName::parse("Cy").unwrap(),
+            password_hash: None,
+            is_admin: true,
+        })
+        .await
+        .unwrap();
+    p.store
+        .set_totp(ada.id, Some("JBSWY3DPEHPK3PXP"), &[])
+        .await
+        .unwrap();
+
+    let b = support::browser();
+    support::sign_in(&p, &b, "bob@example.org", "wrong password").await;
+    support::sign_in(&p, &b, "bob@example.org", "not it either").await;
+    support::sign_in(&p, &b, "bob@example.org", support::PASSWORD).await;
+
+    p.store
+        .request_install("wekan", None, true, "7.0.0")
+        .await
+        .unwrap();
+    p.store
+        .record_app_status(
+            "wekan",
+            &ReleaseStatus {
+                state: AppState::Failed,
+                reason: "install failed".into(),
+                running_version: Some("7.0.0".into()),
+                latest_version: Some("7.1.0".into()),
+            },
+        )
+        .await
+        .unwrap();
+    // No mail server is configured, so nothing takes the mail from the queue.
+    p.store
+        .queue_mail(&OutgoingMail {
+            to: "bob@example.org".into(),
+            subject: "Hello".into(),
+            body: "Hi".into(),
+        })
+        .await
+        .unwrap();
+
+    let body = reqwest::get(p.metrics.clone().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sample(&body, "stackspin_users"), 3.0);
+    assert_eq!(sample(&body, "stackspin_users_active"), 2.0);
+    assert_eq!(sample(&body, "stackspin_users_mfa"), 1.0);
+    assert_eq!(sample(&body, "stackspin_admins"), 1.0);
+    assert_eq!(
+        sample(&body, "stackspin_logins_total{result=\"failure\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(&body, "stackspin_logins_total{result=\"success\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&body, "stackspin_app_state{app=\"wekan\",state=\"failed\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&body, "stackspin_app_state{app=\"wekan\",state=\"ready\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample(&body, "stackspin_app_update_available{app=\"wekan\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&body, "stackspin_queue_pending{queue=\"mail\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&body, "stackspin_queue_pending{queue=\"logout\"}"),
+        0.0
+    );
+    assert!(sample(&body, "stackspin_queue_oldest_age_seconds{queue=\"mail\"}") >= 0.0);
+    assert_eq!(
+        sample(
+            &body,
+            "stackspin_queue_oldest_age_seconds{queue=\"logout\"}"
+        ),
+        0.0
+    );
+    // No cluster: no operator series.
+    assert!(!body.contains("stackspin_operator_rounds"), "{body}");
+
+    // Uninstalled and forgotten, the app's series end.
+    p.store.request_uninstall("wekan", false).await.unwrap();
+    p.store.forget_installed_app("wekan", false).await.unwrap();
+    let body = reqwest::get(p.metrics.clone().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!body.contains("app=\"wekan\""), "{body}");
 }

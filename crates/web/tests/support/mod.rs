@@ -29,6 +29,8 @@ pub fn cheap_params() -> HashParams {
 
 pub struct Provider {
     pub base: String,
+    /// `http://ADDR/metrics` when the settings gave a metrics address.
+    pub metrics: Option<String>,
     pub store: Store,
     pub state: AppState,
     _db: TestDb,
@@ -62,10 +64,12 @@ pub async fn start_full(
         .await
         .unwrap();
     let base = app.public_url().to_string();
+    let metrics = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     Provider {
         base,
+        metrics,
         store: db.store.clone(),
         state,
         _db: db,
@@ -602,12 +606,24 @@ pub async fn start_with_operator_config(
             ..Default::default()
         },
     );
+    let (stats, leader) = (operator.stats(), operator.clone());
     let platform = stackspin_web::platform::Platform {
         catalog,
         cluster: Some(stackspin_web::platform::Cluster {
             domain: "example.test".into(),
             wake: operator.waker(),
             backups,
+            operator: Some(std::sync::Arc::new(move || {
+                let s = stats.snapshot();
+                stackspin_web::platform::OperatorSignals {
+                    rounds_ok: s.rounds_ok,
+                    rounds_failed: s.rounds_failed,
+                    last_round_seconds: s.last_round_seconds,
+                    last_success_unix: s.last_success_unix,
+                    last_problems: s.last_problems,
+                    leading: leader.is_leading(),
+                }
+            })),
         }),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
