@@ -116,6 +116,7 @@ pub async fn run(
     let mut platform = Platform::without_cluster(catalog);
     let operator = cluster.map(|c| {
         let domain = c.config.domain.clone();
+        let admin_email = c.config.admin_email.clone();
         let backups = c.config.backup_s3.as_ref().map(|b| {
             let config = c.config.clone();
             stackspin_web::platform::BackupPlan {
@@ -139,6 +140,7 @@ pub async fn run(
         let (stats, leader) = (op.stats(), op.clone());
         platform.cluster = Some(stackspin_web::platform::Cluster {
             domain,
+            admin_email,
             wake: op.waker(),
             backups,
             operator: Some(Arc::new(move || {

@@ -37,3 +37,42 @@ pub fn test_message() -> (String, String) {
         "This is a test message: Stackspin can send mail.\n".to_owned(),
     )
 }
+
+/// What an alert says, for its mails: written by the alerting rules in plain words.
+pub struct AlertText<'a> {
+    pub summary: &'a str,
+    pub description: &'a str,
+    pub action: &'a str,
+    /// The Dashboard page that helps; may be empty.
+    pub link: &'a str,
+    /// When it started, already formatted for people.
+    pub since: &'a str,
+}
+
+/// Subject and body of the mail when an alert starts.
+pub fn alert_firing(a: &AlertText<'_>) -> (String, String) {
+    let mut body = format!(
+        "{}\n\n{}\n\nWhat to do: {}\n",
+        a.summary, a.description, a.action
+    );
+    if !a.link.is_empty() {
+        body.push_str(&format!("\nOpen: {}\n", a.link));
+    }
+    body.push_str(&format!(
+        "\nThis started at {}. You get one more mail when it is over; the Status page in \
+         the Dashboard lists everything that needs attention now.\n",
+        a.since
+    ));
+    (format!("Stackspin needs attention: {}", a.summary), body)
+}
+
+/// Subject and body of the mail when an alert the admin was told about is over.
+pub fn alert_resolved(a: &AlertText<'_>) -> (String, String) {
+    (
+        format!("Resolved: {}", a.summary),
+        format!(
+            "This is over now: {}\n\nIt started at {}. Nothing more needs to be done about it.\n",
+            a.summary, a.since
+        ),
+    )
+}

@@ -9,6 +9,7 @@
 //! database error into a [`StorageError`]; callers never see sqlx.
 
 mod accounts;
+mod alerts;
 mod apps;
 mod audit;
 mod backups;
@@ -35,6 +36,7 @@ use sqlx::{
 use stackspin_domain::settings::DatabaseUrl;
 
 pub use accounts::{DueMail, LinkPurpose, NewLink, OutgoingMail};
+pub use alerts::{Alert, AlertChange, IncomingAlert};
 pub use apps::{AppStatus, GroupsClaim};
 pub use audit::{AuditEvent, AuditFilter};
 pub use backups::{

@@ -849,6 +849,118 @@ async fn platform_signals_count_people_and_queues(store: &Store) {
     );
 }
 
+async fn alerts_mail_each_episode_once_and_observations_round_trip(store: &Store) {
+    use stackspin_storage::{Alert, AlertChange, IncomingAlert, OutgoingMail};
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let incoming = |firing: bool, starts_at| IncomingAlert {
+        fingerprint: "f1".into(),
+        name: "StackspinAppNotReady".into(),
+        severity: "warning".into(),
+        summary: "wekan is not working".into(),
+        description: "d".into(),
+        action: "a".into(),
+        link: "https://dashboard.example.org/admin/apps".into(),
+        labels: [("app".to_string(), "wekan".to_string())].into(),
+        firing,
+        starts_at,
+        ends_at: None,
+    };
+    let mail = |a: &Alert, c: AlertChange| {
+        Some(OutgoingMail {
+            to: "admin@example.org".into(),
+            subject: format!("{c:?}: {}", a.summary),
+            body: "b".into(),
+        })
+    };
+    let now = chrono::Utc::now();
+    assert_eq!(
+        store
+            .record_alerts(&[incoming(true, t0)], now, &mail)
+            .await
+            .unwrap(),
+        1
+    );
+    // Repeated deliveries of the same episode: no more mail.
+    assert_eq!(
+        store
+            .record_alerts(&[incoming(true, t0)], now, &mail)
+            .await
+            .unwrap(),
+        0
+    );
+    let firing = store
+        .firing_alerts(now - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(firing.len(), 1);
+    assert_eq!(firing[0].labels["app"], "wekan");
+    assert!(firing[0].mailed_at.is_some());
+    // Not mentioned since: stale, not shown as firing.
+    assert!(
+        store
+            .firing_alerts(now + chrono::Duration::seconds(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Resolved: one mail; again: none.
+    assert_eq!(
+        store
+            .record_alerts(&[incoming(false, t0)], now, &mail)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .record_alerts(&[incoming(false, t0)], now, &mail)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        store
+            .firing_alerts(now - chrono::Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A new episode mails again.
+    let t1 = t0 + chrono::Duration::minutes(5);
+    assert_eq!(
+        store
+            .record_alerts(&[incoming(true, t1)], now, &mail)
+            .await
+            .unwrap(),
+        1
+    );
+    // An alert nobody is mailed about (the callback declines) resolves without a mail.
+    let quiet = |_: &Alert, _: AlertChange| None;
+    let mut other = incoming(true, t0);
+    other.fingerprint = "f2".into();
+    assert_eq!(
+        store
+            .record_alerts(&[other.clone()], now, &quiet)
+            .await
+            .unwrap(),
+        0
+    );
+    other.firing = false;
+    assert_eq!(store.record_alerts(&[other], now, &mail).await.unwrap(), 0);
+    assert_eq!(store.pending_mail().await.unwrap(), 3);
+
+    assert!(store.observation("nodes").await.unwrap().is_none());
+    let body = serde_json::json!([{"name": "node-1", "ready": true}]);
+    store.record_observation("nodes", &body, now).await.unwrap();
+    let again = serde_json::json!([{"name": "node-1", "ready": false}]);
+    store
+        .record_observation("nodes", &again, now)
+        .await
+        .unwrap();
+    let (seen, _) = store.observation("nodes").await.unwrap().unwrap();
+    assert_eq!(seen, again);
+}
+
 macro_rules! on_both_backends {
     ($($story:ident),* $(,)?) => {
         mod sqlite {
@@ -892,6 +1004,7 @@ on_both_backends!(
     generated_secrets_are_sealed_and_never_replaced,
     ping_and_backend,
     platform_signals_count_people_and_queues,
+    alerts_mail_each_episode_once_and_observations_round_trip,
 );
 
 #[tokio::test]

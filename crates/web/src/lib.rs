@@ -9,6 +9,7 @@ mod admin;
 mod admin_apps;
 mod admin_backups;
 mod admin_catalog;
+mod alerts;
 pub mod api;
 mod client;
 mod dashboard;
@@ -128,6 +129,11 @@ pub struct AppState {
 impl AppState {
     /// Records an audit event; a failure to record is logged but does not fail the action,
     /// which has already happened.
+    /// Starts the mail worker now (after mail was queued).
+    pub(crate) fn wake_mail(&self) {
+        self.mail_wake.notify_one();
+    }
+
     pub(crate) async fn audit(&self, event: stackspin_storage::AuditEvent) {
         self.metrics.audit_event(&event.kind);
         if let Err(e) = self.store.record_audit(&event).await {
@@ -359,6 +365,7 @@ const MAX_BODY: usize = 1024 * 1024;
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics::render))
+        .route("/alertmanager", axum::routing::post(alerts::receive))
         .with_state(state)
 }
 

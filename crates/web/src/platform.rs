@@ -29,6 +29,8 @@ pub struct Platform {
 pub struct Cluster {
     /// The cluster's domain: apps are at SUBDOMAIN.DOMAIN.
     pub domain: String,
+    /// Where the platform's alerts are mailed (cluster.toml's admin_email).
+    pub admin_email: String,
     /// Starts an operator round at once.
     pub wake: Arc<Notify>,
     /// The nightly backups, when the cluster has a backup store (`backup_s3_*` in

@@ -611,6 +611,7 @@ pub async fn start_with_operator_config(
         catalog,
         cluster: Some(stackspin_web::platform::Cluster {
             domain: "example.test".into(),
+            admin_email: "admin@example.test".into(),
             wake: operator.waker(),
             backups,
             operator: Some(std::sync::Arc::new(move || {
