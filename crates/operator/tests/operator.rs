@@ -377,9 +377,88 @@ async fn the_operator_works_with_its_charts_rbac_and_is_refused_beyond_it() -> R
     assert!(refused(
         roles.list(&ListParams::default()).await.map(|_| ())
     ));
+    // Nodes are read for the Status page, never changed.
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(sa.clone());
+    let listed = nodes.list(&ListParams::default()).await?;
+    let node = listed.items[0].metadata.name.clone().unwrap();
     assert!(refused(
-        nodes.list(&ListParams::default()).await.map(|_| ())
+        nodes
+            .delete(&node, &kube::api::DeleteParams::default().dry_run())
+            .await
+            .map(|_| ())
+    ));
+
+    // What a restore and a drill do, checked with server-side dry runs (the backup tests
+    // run them for real as the admin; Velero does not run here).
+    let crds = TestBed::bin("velero-crds");
+    stackspin_testbed::platform::kubectl(
+        bed,
+        &["apply", "--server-side", "-f", &crds.to_string_lossy()],
+    )?;
+    stackspin_testbed::platform::kubectl(
+        bed,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/backups.velero.io",
+            "--timeout=60s",
+        ],
+    )?;
+    let dry = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let backup_kind = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("velero.io", "v1", "Backup"),
+        "backups",
+    );
+    let backups: Api<kube::core::DynamicObject> =
+        Api::namespaced_with(sa.clone(), CORE_NAMESPACE, &backup_kind);
+    let mut backup = kube::core::DynamicObject::new("rbac-check", &backup_kind);
+    backup.data = serde_json::json!({"spec": {"includedNamespaces": [APPS_NAMESPACE]}});
+    backups.create(&dry, &backup).await?;
+    backups.list(&ListParams::default()).await?;
+    // Not in an app namespace: Velero is not there.
+    let elsewhere: Api<kube::core::DynamicObject> =
+        Api::namespaced_with(sa.clone(), APPS_NAMESPACE, &backup_kind);
+    assert!(refused(elsewhere.create(&dry, &backup).await.map(|_| ())));
+    // The restore lists an app's workloads by label and deletes each; deleting one that is
+    // not there answers 404 when allowed (authorisation comes first, so 403 when not).
+    let by_label = ListParams::default().labels("stackspin.net/backupSet=hello");
+    let not_found = |r: Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(s)) => s.code == 404,
+        _ => false,
+    };
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(sa.clone(), APPS_NAMESPACE);
+    deployments.list(&by_label).await?;
+    assert!(not_found(
+        deployments
+            .delete("gone", &kube::api::DeleteParams::default().dry_run())
+            .await
+            .map(|_| ())
+    ));
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(sa.clone(), APPS_NAMESPACE);
+    pods.list(&by_label).await?;
+    assert!(not_found(
+        pods.delete("gone", &kube::api::DeleteParams::default().dry_run())
+            .await
+            .map(|_| ())
+    ));
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(sa.clone());
+    let scratch = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(stackspin_operator::drill::DRILL_NAMESPACE.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces.create(&dry, &scratch).await?;
+    assert!(refused(
+        namespaces
+            .delete("kube-system", &kube::api::DeleteParams::default().dry_run())
+            .await
+            .map(|_| ())
     ));
 
     store.request_uninstall("hello", true).await?;
