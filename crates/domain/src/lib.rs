@@ -18,6 +18,7 @@ pub mod sealing;
 pub mod secret;
 pub mod settings;
 pub mod size;
+pub mod status;
 pub mod user;
 
 pub use app::{App, AppId, AppName, ClientId, NewApp, RedirectUri, SigningAlg};

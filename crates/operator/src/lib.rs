@@ -11,6 +11,7 @@ pub mod backups;
 pub mod clients;
 pub mod drill;
 pub mod leader;
+pub mod observe;
 pub mod status;
 pub mod updates;
 
@@ -74,6 +75,8 @@ pub struct Settings {
     /// backup by its node agent). Off only where no node agent can run, as on the test bed,
     /// whose pods are simulated: there a backup holds the objects and claims alone.
     pub volume_data: bool,
+    /// How often nodes and certificates are read for the Status page.
+    pub observe_interval: Duration,
 }
 
 impl Default for Settings {
@@ -86,6 +89,7 @@ impl Default for Settings {
             restore_step_timeout: Duration::from_secs(300),
             restore_ready_timeout: Duration::from_secs(900),
             volume_data: true,
+            observe_interval: Duration::from_secs(60),
         }
     }
 }
@@ -270,6 +274,7 @@ impl Operator {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_secs(1);
         let mut last_round: Option<std::time::Instant> = None;
+        let mut last_observed: Option<std::time::Instant> = None;
         loop {
             let leads = match elector.try_lead().await {
                 Ok(l) => l,
@@ -332,6 +337,12 @@ impl Operator {
                     Ok(false) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "operator: backups and restores");
+                    }
+                }
+                if last_observed.is_none_or(|t| t.elapsed() >= self.settings.observe_interval) {
+                    last_observed = Some(std::time::Instant::now());
+                    if let Err(e) = self.observe_cluster().await {
+                        tracing::warn!(error = %e, "operator: could not read nodes and certificates");
                     }
                 }
             }

@@ -350,6 +350,8 @@ async fn the_operator_works_with_its_charts_rbac_and_is_refused_beyond_it() -> R
     .await?;
     let round = op.reconcile().await?;
     assert!(round.problems.is_empty(), "{:?}", round.problems);
+    // What the Status page needs: nodes, their usage and certificates, read-only.
+    op.observe_cluster().await?;
     // The Lease too.
     let elector = stackspin_operator::leader::Elector::new(
         sa.clone(),
@@ -644,5 +646,154 @@ async fn the_installers_handover_is_adopted_once() -> Result<()> {
         "an adopted hand-over is not adopted again"
     );
     clean(&client).await?;
+    Ok(())
+}
+
+/// The Status page's view of the cluster: the simulated node with its size and conditions,
+/// and cert-manager's certificates (its CRDs from upstream; no cert-manager runs here, so
+/// the test writes the statuses it would) with why one was not issued, from its ACME
+/// challenge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observations_hold_nodes_and_why_a_certificate_was_not_issued() -> Result<()> {
+    use kube::api::{Patch, PatchParams, PostParams};
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    use stackspin_domain::status::{CertificateStatus, CertificateVerdict, NodeStatus};
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let admin = bed.client().await?;
+    install_platform_crds(bed)?;
+    let crds = stackspin_testbed::platform::shared_crds()?.join("cert-manager");
+    for file in [
+        "cert-manager.io_certificates.yaml",
+        "acme.cert-manager.io_challenges.yaml",
+    ] {
+        stackspin_testbed::platform::kubectl(
+            bed,
+            &[
+                "apply",
+                "--server-side",
+                "-f",
+                &crds.join(file).to_string_lossy(),
+            ],
+        )?;
+    }
+    stackspin_testbed::platform::kubectl(
+        bed,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/certificates.cert-manager.io",
+            "crd/challenges.acme.cert-manager.io",
+            "--timeout=60s",
+        ],
+    )?;
+    clean(&admin).await?;
+    stackspin_testbed::platform::kubectl(bed, &["create", "namespace", APPS_NAMESPACE]).ok();
+
+    let cert_kind = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
+        "certificates",
+    );
+    let certs: Api<DynamicObject> = Api::namespaced_with(admin.clone(), APPS_NAMESPACE, &cert_kind);
+    let not_after = chrono::Utc::now() + chrono::Duration::days(60);
+    for (name, host, status) in [
+        (
+            "files-tls",
+            "files.example.test",
+            serde_json::json!({"conditions": [{"type": "Ready", "status": "True",
+                "reason": "Ready", "message": "Certificate is up to date and has not expired"}],
+                "notAfter": not_after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+        ),
+        (
+            "chat-tls",
+            "chat.example.test",
+            serde_json::json!({"conditions": [{"type": "Ready", "status": "False",
+                "reason": "DoesNotExist", "message": "Issuing certificate as Secret does not exist"}]}),
+        ),
+    ] {
+        let mut c = DynamicObject::new(name, &cert_kind);
+        c.data = serde_json::json!({"spec": {"secretName": name, "dnsNames": [host],
+            "issuerRef": {"name": "letsencrypt-production", "kind": "ClusterIssuer"}}});
+        certs.delete(name, &Default::default()).await.ok();
+        certs.create(&PostParams::default(), &c).await?;
+        certs
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": status})),
+            )
+            .await?;
+    }
+    let challenge_kind = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("acme.cert-manager.io", "v1", "Challenge"),
+        "challenges",
+    );
+    let challenges: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), APPS_NAMESPACE, &challenge_kind);
+    let mut ch = DynamicObject::new("chat-tls-1-2-3", &challenge_kind);
+    ch.data = serde_json::json!({"spec": {
+        "url": "https://acme.example/chall/1", "authorizationURL": "https://acme.example/authz/1",
+        "dnsName": "chat.example.test", "type": "HTTP-01", "token": "t", "key": "k",
+        "solver": {"http01": {"ingress": {"ingressClassName": "traefik"}}},
+        "issuerRef": {"name": "letsencrypt-production", "kind": "ClusterIssuer"}}});
+    challenges
+        .delete("chat-tls-1-2-3", &Default::default())
+        .await
+        .ok();
+    challenges.create(&PostParams::default(), &ch).await?;
+    challenges
+        .patch_status(
+            "chat-tls-1-2-3",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"state": "pending", "processing": true,
+                "reason": "Waiting for HTTP-01 challenge propagation: failed to perform self check GET request 'http://chat.example.test/.well-known/acme-challenge/t': dial tcp: lookup chat.example.test: no such host"}})),
+        )
+        .await?;
+
+    let db = TestDb::sqlite().await;
+    // No app is involved: the catalog's chart address is never used.
+    let op = operator(
+        admin.clone(),
+        &db.store,
+        hello_catalog("http://127.0.0.1:9"),
+        "observer",
+    );
+    op.observe_cluster().await?;
+
+    let (nodes, _) = db.store.observation("nodes").await?.unwrap();
+    let nodes: Vec<NodeStatus> = serde_json::from_value(nodes)?;
+    assert!(!nodes.is_empty());
+    let node = &nodes[0];
+    assert!(node.ready, "{node:?}");
+    assert!(node.cpu_cores > 0.0 && node.memory_bytes > 0, "{node:?}");
+    // No metrics-server on the test bed: usage is unknown, not zero.
+    assert_eq!(node.memory_used_bytes, None);
+
+    let (seen, _) = db.store.observation("certificates").await?.unwrap();
+    let seen: Vec<CertificateStatus> = serde_json::from_value(seen)?;
+    let now = chrono::Utc::now();
+    let files = seen.iter().find(|c| c.name == "files-tls").unwrap();
+    assert_eq!(files.verdict(now), CertificateVerdict::Valid);
+    assert_eq!(files.hosts, ["files.example.test"]);
+    let chat = seen.iter().find(|c| c.name == "chat-tls").unwrap();
+    assert_eq!(chat.verdict(now), CertificateVerdict::NotIssued);
+    let problem = chat.problem.as_deref().unwrap();
+    assert!(
+        problem.contains("Issuing certificate as Secret does not exist"),
+        "{problem}"
+    );
+    assert!(
+        problem.contains("HTTP-01 challenge for chat.example.test is pending: Waiting for HTTP-01 challenge propagation"),
+        "{problem}"
+    );
+    assert!(problem.contains("no such host"), "{problem}");
+
+    for name in ["files-tls", "chat-tls"] {
+        certs.delete(name, &Default::default()).await.ok();
+    }
+    challenges
+        .delete("chat-tls-1-2-3", &Default::default())
+        .await
+        .ok();
     Ok(())
 }
