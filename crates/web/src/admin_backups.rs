@@ -146,7 +146,7 @@ fn restore_state_text(r: &Restore) -> &'static str {
     }
 }
 
-fn summary(state: &AppState, backups: &[Backup], now: DateTime<Utc>) -> Summary {
+pub(crate) fn summary(state: &AppState, backups: &[Backup], now: DateTime<Utc>) -> Summary {
     let plan = state
         .platform
         .cluster

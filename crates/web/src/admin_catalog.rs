@@ -35,6 +35,26 @@ pub struct CatalogRow {
     pub url: Option<String>,
 }
 
+/// The text key of an app's state (`not_installed` or an installed state's name).
+fn state_key(state: &str) -> &'static str {
+    match state {
+        "not_installed" => "msg.admin_catalog.state_not_installed",
+        "pending" => "msg.admin_catalog.state_pending",
+        "installing" => "msg.admin_catalog.state_installing",
+        "ready" => "msg.admin_catalog.state_ready",
+        "failed" => "msg.admin_catalog.state_failed",
+        "update_pending" => "msg.admin_catalog.state_update_pending",
+        "rolled_back" => "msg.admin_catalog.state_rolled_back",
+        "restoring" => "msg.admin_catalog.state_restoring",
+        _ => "msg.admin_catalog.state_uninstalling",
+    }
+}
+
+/// An installed app's state in words.
+pub(crate) fn state_text(state: stackspin_storage::AppState) -> &'static str {
+    crate::texts::t(state_key(state.as_str()))
+}
+
 impl CatalogRow {
     pub fn state(&self) -> &'static str {
         match &self.installed {
@@ -46,17 +66,7 @@ impl CatalogRow {
 
     /// The text key of the state.
     pub fn state_key(&self) -> &'static str {
-        match self.state() {
-            "not_installed" => "msg.admin_catalog.state_not_installed",
-            "pending" => "msg.admin_catalog.state_pending",
-            "installing" => "msg.admin_catalog.state_installing",
-            "ready" => "msg.admin_catalog.state_ready",
-            "failed" => "msg.admin_catalog.state_failed",
-            "update_pending" => "msg.admin_catalog.state_update_pending",
-            "rolled_back" => "msg.admin_catalog.state_rolled_back",
-            "restoring" => "msg.admin_catalog.state_restoring",
-            _ => "msg.admin_catalog.state_uninstalling",
-        }
+        state_key(self.state())
     }
 
     pub fn pending(&self) -> Option<&str> {

@@ -26,6 +26,7 @@ pub mod platform;
 mod recovery;
 mod server;
 mod session;
+mod status;
 pub mod texts;
 mod throttle;
 
@@ -422,6 +423,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/catalog/{name}/update", post(admin_catalog::update_now))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/status", get(status::page))
         .route("/admin/settings", get(admin::settings))
         .route("/admin/settings/mfa", post(admin::set_mfa_policy))
         .route("/admin/settings/test-mail", post(admin::send_test_mail))

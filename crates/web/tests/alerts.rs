@@ -355,3 +355,171 @@ async fn alertmanager_delivers_to_serve_which_mails_each_episode_once() {
     assert_eq!(bad.status(), 400);
     assert!(bad.text().await.unwrap().contains("version 3"));
 }
+
+/// The Status page and `GET /api/v1/status` say what needs the admin: a failed app, a
+/// certificate not issued with its ACME reason, a node under memory pressure and a firing
+/// alert; with none of it, that everything works.
+#[tokio::test]
+async fn the_status_page_and_api_show_what_needs_attention() {
+    use stackspin_domain::status::{CertificateStatus, NodeStatus};
+    use stackspin_storage::{AppState, IncomingAlert, ReleaseStatus};
+    let catalog = Arc::new(stackspin_catalog::Catalog::builtin().unwrap().clone());
+    let platform = stackspin_web::platform::Platform {
+        catalog,
+        cluster: Some(stackspin_web::platform::Cluster {
+            domain: "example.test".into(),
+            admin_email: "admin@example.test".into(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            backups: None,
+            operator: None,
+        }),
+    };
+    let p = support::start_full(
+        stackspin_storage::testing::TestDb::sqlite().await,
+        RawSettings::default(),
+        support::fast_options(),
+        platform,
+    )
+    .await;
+    p.user("root@example.org", true).await;
+    let b = support::browser();
+    support::sign_in(&p, &b, "root@example.org", support::PASSWORD).await;
+    let now = chrono::Utc::now();
+    let node = |problems: Vec<String>| NodeStatus {
+        name: "node-1".into(),
+        ready: true,
+        problems,
+        cpu_cores: 4.0,
+        memory_bytes: 8 << 30,
+        disk_bytes: 160 << 30,
+        cpu_used_cores: Some(1.0),
+        memory_used_bytes: Some(6 << 30),
+    };
+    p.store
+        .record_observation("nodes", &serde_json::to_value([node(vec![])]).unwrap(), now)
+        .await
+        .unwrap();
+    p.store
+        .record_observation("certificates", &json!([]), now)
+        .await
+        .unwrap();
+    p.store
+        .request_install("wekan", None, true, "7.0.0")
+        .await
+        .unwrap();
+    let ready = ReleaseStatus {
+        state: AppState::Ready,
+        reason: String::new(),
+        running_version: Some("7.0.0".into()),
+        latest_version: None,
+    };
+    p.store.record_app_status("wekan", &ready).await.unwrap();
+
+    let page = b.get(p.url("/admin/status")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Everything is working."), "{html}");
+    assert!(html.contains("4 cores, 25% used"), "{html}");
+    assert!(html.contains("8.6 GB, 75% used"), "{html}");
+    assert!(!html.contains("metrics-server"), "usage is known: {html}");
+
+    // Now trouble on every front.
+    p.store
+        .record_observation(
+            "nodes",
+            &serde_json::to_value([node(vec!["MemoryPressure".into()])]).unwrap(),
+            now,
+        )
+        .await
+        .unwrap();
+    let cert = CertificateStatus {
+        namespace: "stackspin-apps".into(),
+        name: "wekan-tls".into(),
+        hosts: vec!["wekan.example.test".into()],
+        ready: false,
+        not_after: None,
+        problem: Some(
+            "HTTP-01 challenge for wekan.example.test is invalid: 404 from the server".into(),
+        ),
+    };
+    p.store
+        .record_observation("certificates", &serde_json::to_value([cert]).unwrap(), now)
+        .await
+        .unwrap();
+    p.store
+        .record_app_status(
+            "wekan",
+            &ReleaseStatus {
+                state: AppState::Failed,
+                reason: "install retries exhausted".into(),
+                ..ready
+            },
+        )
+        .await
+        .unwrap();
+    p.store
+        .record_alerts(
+            &[IncomingAlert {
+                fingerprint: "f".into(),
+                name: "StackspinDiskFillingUp".into(),
+                severity: "critical".into(),
+                summary: "The server's disk is filling up (/)".into(),
+                description: "Less than 10% of / is free.".into(),
+                action: "Give the server a larger disk.".into(),
+                link: "https://dashboard.example.test/admin/status".into(),
+                labels: Default::default(),
+                firing: true,
+                starts_at: now,
+                ends_at: None,
+            }],
+            now,
+            &|_, _| None,
+        )
+        .await
+        .unwrap();
+
+    let html = b
+        .get(p.url("/admin/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("4 things need attention."), "{html}");
+    assert!(html.contains("MemoryPressure"), "{html}");
+    assert!(html.contains("Failed"), "{html}");
+    assert!(html.contains("install retries exhausted"), "{html}");
+    assert!(html.contains("Not issued"), "{html}");
+    assert!(html.contains("404 from the server"), "{html}");
+    assert!(
+        html.contains("The server&#39;s disk is filling up (/)"),
+        "{html}"
+    );
+    assert!(html.contains("Give the server a larger disk."), "{html}");
+
+    let api = b.get(p.url("/api/v1/status")).send().await.unwrap();
+    assert_eq!(api.status(), 200);
+    let v: Value = api.json().await.unwrap();
+    assert_eq!(v["attention"], 4);
+    assert_eq!(v["connected"], true);
+    assert_eq!(v["nodes"][0]["problems"][0], "MemoryPressure");
+    assert_eq!(v["apps"][0]["state"], "failed");
+    assert_eq!(v["certificates"][0]["verdict"], "not_issued");
+    assert_eq!(v["alerts"][0]["severity"], "critical");
+    assert_eq!(v["backups"]["configured"], false);
+
+    // Not for people without the admin role.
+    p.user("ada@example.org", false).await;
+    let other = support::browser();
+    support::sign_in(&p, &other, "ada@example.org", support::PASSWORD).await;
+    assert_eq!(
+        other
+            .get(p.url("/admin/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+}

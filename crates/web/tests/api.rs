@@ -99,6 +99,7 @@ fn admin_endpoints(user_id: &str) -> Vec<(Method, String, Option<Value>)> {
             "/api/v1/settings/test-mail".into(),
             Some(json!({"to": "x@example.org"})),
         ),
+        (Method::GET, "/api/v1/status".into(), None),
     ]
 }
 

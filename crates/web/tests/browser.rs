@@ -943,6 +943,7 @@ async fn browser_admin_runs_batch_actions_access_audit_settings_and_apps() {
     for (path, shot) in [
         ("/admin/users", "phone-users-page"),
         ("/admin/audit", "phone-audit-log"),
+        ("/admin/status", "phone-status-not-connected"),
         ("/", "phone-launcher"),
         ("/account", "phone-account"),
     ] {
@@ -1011,6 +1012,17 @@ async fn browser_admin_installs_and_uninstalls_an_app_on_the_cluster() {
     assert_eq!(b.text("running-hello").await, "0.1.0");
     b.wait_for_text("https://greetings.example.test/").await;
     b.screenshot("manage-apps-installed").await;
+    assert!(b.accessibility_problems().await.is_empty());
+
+    // The Status page: the simulated node as the operator read it, and the app working.
+    b.click("nav-status").await;
+    b.wait_for_text("cores").await;
+    b.wait_for_text("Everything is working.").await;
+    assert_eq!(
+        b.text("app-hello").await.split_whitespace().nth(1),
+        Some("Ready")
+    );
+    b.screenshot("status-page").await;
     assert!(b.accessibility_problems().await.is_empty());
 
     // Installed apps are in the launcher.

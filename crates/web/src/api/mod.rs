@@ -77,6 +77,7 @@ api_routes! {
     "/me/sessions/{id}" => { delete me::end_session },
     "/settings" => { get me::settings, put me::update_settings },
     "/settings/test-mail" => { post me::send_test_mail },
+    "/status" => { get crate::status::api },
 }
 
 /// The OpenAPI 3.1 description of this API, written by hand and checked against [`ROUTES`]
