@@ -165,6 +165,15 @@ pub struct Requests {
     pub memory: String,
 }
 
+/// A web tool behind Stackspin's sign-in (forward-auth), at `<subdomain>.<domain>`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tool {
+    /// Its app name in the identity store (roles are given per app).
+    pub name: String,
+    pub title: String,
+    pub subdomain: String,
+}
+
 /// A validated catalog entry.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Entry {
@@ -194,6 +203,9 @@ pub struct Entry {
     pub secret_values: Vec<SecretValue>,
     pub secret_keys: Vec<SecretKey>,
     pub volumes: Vec<Volume>,
+    /// Web tools of this entry that cannot speak OpenID Connect (Prometheus, Alertmanager):
+    /// behind the forward-auth middleware, each registered as an app so people need a role.
+    pub tools: Vec<Tool>,
     pub requests: Requests,
     /// The parts whose host or Secret the templates name (`part.<name>.*`); checked against
     /// the catalog when it loads.
@@ -235,7 +247,17 @@ struct RawEntry {
     secret_keys: Vec<RawSecretKey>,
     #[serde(default)]
     volumes: Vec<RawVolume>,
+    #[serde(default)]
+    tools: Vec<RawTool>,
     requests: RawRequests,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTool {
+    name: String,
+    title: String,
+    subdomain: String,
 }
 
 #[derive(Deserialize)]
@@ -658,6 +680,33 @@ pub(crate) fn load(
         }
     }
 
+    let mut tools = Vec::new();
+    for t in raw.tools {
+        if !is_dns_label(&t.name) || !is_dns_label(&t.subdomain) {
+            return Err(bad(
+                "tools",
+                format!(
+                    "{:?}: name and subdomain must be DNS labels (a-z, 0-9, -)",
+                    t.name
+                ),
+            ));
+        }
+        if t.name == raw.name || tools.iter().any(|o: &Tool| o.name == t.name) {
+            return Err(bad("tools", format!("{:?} is named twice", t.name)));
+        }
+        tools.push(Tool {
+            name: t.name,
+            title: t.title,
+            subdomain: t.subdomain,
+        });
+    }
+    if !tools.is_empty() && !values.uses("forward_auth") {
+        return Err(bad(
+            "tools",
+            "the values must put the tools' ingresses behind ${forward_auth}".into(),
+        ));
+    }
+
     Ok(Entry {
         name: raw.name,
         title: raw.title,
@@ -685,6 +734,7 @@ pub(crate) fn load(
         secret_values,
         secret_keys,
         volumes,
+        tools,
         requests: Requests {
             cpu: raw.requests.cpu,
             memory: raw.requests.memory,

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 pub use entry::{
     AdminMapping, Chart, ChartSource, ClaimShape, Entry, GeneratedSecret, GroupsFrom, Kind, Oidc,
-    Requests, SecretFormat, SecretKey, SecretValue, Volume, When,
+    Requests, SecretFormat, SecretKey, SecretValue, Tool, Volume, When,
 };
 pub use render::{BackupContext, MailContext, RenderContext, RenderError, Rendered};
 

@@ -103,6 +103,9 @@ pub struct RenderContext<'a> {
     pub parts: &'a BTreeMap<String, String>,
     /// The cluster's configuration as `cluster.toml` text, for the control plane's entry only.
     pub cluster_config: Option<&'a str>,
+    /// The ingress's reference to the forward-auth middleware (`<namespace>-<name>@kubernetescrd`
+    /// for Traefik), which puts a tool behind Stackspin's sign-in.
+    pub forward_auth: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -173,6 +176,7 @@ impl Entry {
         vars.set("issuer", ctx.issuer.trim_end_matches('/'));
         vars.set("admin_email", ctx.admin_email);
         vars.set("cluster_issuer", ctx.cluster_issuer);
+        vars.set("forward_auth", ctx.forward_auth);
         vars.set("secret_name", self.secret_name());
         vars.set("requests.cpu", self.requests.cpu.as_str());
         vars.set("requests.memory", self.requests.memory.as_str());

@@ -23,6 +23,7 @@ pub const VALUE_PLACEHOLDERS: &[&str] = &[
     "client_id",
     "admin_email",
     "cluster_issuer",
+    "forward_auth",
     "secret_name",
     "requests.cpu",
     "requests.memory",

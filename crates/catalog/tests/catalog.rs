@@ -88,6 +88,7 @@ fn render(entry: &Entry, mail: Option<&MailContext>) -> stackspin_catalog::Rende
         issuer: "https://dashboard.example.org",
         admin_email: "admin@example.org",
         cluster_issuer: "letsencrypt-production",
+        forward_auth: "stackspin-forward-auth@kubernetescrd",
         client_id: entry.oidc.as_ref().map(|_| entry.name.as_str()),
         client_secret: entry.oidc.as_ref().map(|_| "fixture-oidc-client-secret"),
         mail,
@@ -361,7 +362,20 @@ fn bad_entries_are_refused_naming_the_file_and_field() {
             "a: 1\n",
             "with_backup",
         ),
+        (
+            format!("{GOOD}\n[[tools]]\nname = \"metrics\"\ntitle = \"M\"\nsubdomain = \"m\"\n"),
+            "a: 1\n",
+            "behind ${forward_auth}",
+        ),
+        (
+            format!("{GOOD}\n[[tools]]\nname = \"Metrics!\"\ntitle = \"M\"\nsubdomain = \"m\"\n"),
+            "a: ${forward_auth}\n",
+            "tools",
+        ),
     ];
+    let with_tool =
+        format!("{GOOD}\n[[tools]]\nname = \"metrics\"\ntitle = \"M\"\nsubdomain = \"m\"\n");
+    assert!(load_one(&with_tool, "a: ${forward_auth}\n").is_ok());
     for (toml, values, expected) in cases {
         let err = load_one(&toml, values).expect_err(expected);
         assert!(err.contains("catalog/demo/"), "names the file: {err}");

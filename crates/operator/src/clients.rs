@@ -2,7 +2,7 @@
 //! catalog entry, with the secret generated once for it (the app gets the same secret from a
 //! Secret the operator writes), removed when the app is uninstalled.
 
-use stackspin_catalog::{ClaimShape, Entry};
+use stackspin_catalog::{ClaimShape, Entry, Tool};
 use stackspin_domain::app::{parse_app_home, parse_backchannel_uri};
 use stackspin_domain::{AppName, ClientId, NewApp, RedirectUri, Role, SigningAlg, secret};
 use stackspin_storage::{GroupsClaim, StorageError, Store};
@@ -114,4 +114,47 @@ pub async fn remove(store: &Store, app: &str) -> Result<(), ClientError> {
         },
         _ => Ok(()),
     }
+}
+
+/// Makes the identity store hold a tool behind forward-auth (Prometheus, Alertmanager) as an
+/// app: no client secret (it never signs in by OpenID Connect), nobody by default, and every
+/// admin without a role of their own there an admin of it. Idempotent.
+pub async fn ensure_tool(store: &Store, tool: &Tool, host: &str) -> Result<(), ClientError> {
+    let bad = |e: stackspin_domain::app::AppError| ClientError::Invalid(e.to_string());
+    let new = NewApp {
+        name: AppName::parse(&tool.name).map_err(bad)?,
+        display_name: tool.title.clone(),
+        url: parse_app_home(&format!("https://{host}/")).map_err(bad)?,
+        // Its own hand-over address: without a secret no code could be redeemed anyway.
+        redirect_uris: vec![
+            RedirectUri::parse(&format!("https://{host}/.stackspin/handover")).map_err(bad)?,
+        ],
+        post_logout_redirect_uris: Vec::new(),
+        backchannel_logout_uri: None,
+        icon_url: None,
+        public: false,
+        default_role: Role::None,
+        id_token_alg: SigningAlg::Rs256,
+    }
+    .validate()
+    .map_err(bad)?;
+    let id = match store.app_by_name(&new.name).await? {
+        None => {
+            store
+                .create_app(&new, ClientId(tool.name.clone()), None)
+                .await?
+                .id
+        }
+        Some(existing) if existing.client_id.0 != tool.name => {
+            return Err(ClientError::Taken(tool.name.clone()));
+        }
+        Some(existing) => {
+            if existing.display_name != new.display_name || existing.url != new.url.to_string() {
+                store.update_app(&new.name, &new).await?;
+            }
+            existing.id
+        }
+    };
+    store.grant_admins_without_role(id, Role::Admin).await?;
+    Ok(())
 }

@@ -527,6 +527,18 @@ impl Operator {
                 statuses.insert(p.entry.name.clone(), fail(e.to_string()));
             }
         }
+        // Tools behind forward-auth need an app for their roles before their ingress answers.
+        for p in placements
+            .iter()
+            .filter(|p| good_names.contains(&p.entry.name.as_str()))
+        {
+            for t in &p.entry.tools {
+                let host = format!("{}.{}", t.subdomain, config.domain);
+                if let Err(e) = clients::ensure_tool(&self.store, t, &host).await {
+                    statuses.insert(p.entry.name.clone(), fail(e.to_string()));
+                }
+            }
+        }
 
         // Apply everything; an object the API refuses fails its app, not the round.
         let mut app_errors: BTreeMap<String, String> = BTreeMap::new();
@@ -577,6 +589,15 @@ impl Operator {
         for row in rows.iter().filter(|r| !r.wanted) {
             if let Err(e) = clients::remove(&self.store, &row.name).await {
                 round.problems.push(e.to_string());
+            }
+            for t in self
+                .catalog
+                .with_parts(&row.name)
+                .flat_map(|e| e.tools.iter())
+            {
+                if let Err(e) = clients::remove(&self.store, &t.name).await {
+                    round.problems.push(e.to_string());
+                }
             }
             let mut gone = true;
             let mut namespaces = BTreeSet::new();

@@ -797,3 +797,85 @@ async fn observations_hold_nodes_and_why_a_certificate_was_not_issued() -> Resul
         .ok();
     Ok(())
 }
+
+/// A catalog entry's tools (Prometheus and Alertmanager in the real catalog) become apps in
+/// the identity store that admins may use and nobody else by default, behind the
+/// forward-auth middleware; they go with their entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_behind_forward_auth_are_apps_for_admins_and_go_with_their_entry() -> Result<()> {
+    use stackspin_domain::{AppName, Email, NewUser, Role, UserName};
+    use stackspin_platform::crds::Middleware;
+    let _turn = TURN.lock().await;
+    let bed = TestBed::get()?;
+    let client = bed.client().await?;
+    install_platform_crds(bed)?;
+    clean(&client).await?;
+    let repo = ChartRepo::serve(&[ChartVersion::new("hello", "0.1.0")]).await?;
+    let mut files = stackspin_testbed::platform::hello_catalog_files(&repo.url);
+    for (path, text) in &mut files {
+        if path == "hello/app.toml" {
+            text.push_str("\n[[tools]]\nname = \"hello-metrics\"\ntitle = \"Hello metrics\"\nsubdomain = \"metrics\"\n");
+        }
+        if path == "hello/values.yaml" {
+            *text = text.replace(
+                "greeting: hello",
+                "greeting: hello\nmetricsMiddleware: ${forward_auth}",
+            );
+        }
+    }
+    let catalog = Arc::new(Catalog::from_files(
+        files.iter().map(|(p, t)| (p.as_str(), t.as_str())),
+    )?);
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let person = |email: &str, admin: bool| NewUser {
+        email: Email::parse(email).unwrap(),
+        name: UserName::parse("Test Person").unwrap(),
+        password_hash: None,
+        is_admin: admin,
+    };
+    let admin = store
+        .create_user(&person("root@example.test", true))
+        .await?;
+    let user = store
+        .create_user(&person("ada@example.test", false))
+        .await?;
+    let op = operator(client.clone(), store, catalog, "tools");
+    store.request_install("hello", None, true, "0.1.0").await?;
+    op.reconcile().await?;
+
+    let tool = store
+        .app_by_name(&AppName::parse("hello-metrics").unwrap())
+        .await?
+        .expect("the tool is an app");
+    assert_eq!(tool.url, "https://metrics.example.test/");
+    assert_eq!(store.role_of(admin.id, tool.id).await?, Role::Admin);
+    assert_eq!(store.role_of(user.id, tool.id).await?, Role::None);
+    // An admin's own choice stays: an admin who takes themselves off it is not put back.
+    store
+        .set_role(
+            &admin.email,
+            &AppName::parse("hello-metrics").unwrap(),
+            Role::None,
+        )
+        .await?;
+    op.reconcile().await?;
+    assert_eq!(store.role_of(admin.id, tool.id).await?, Role::None);
+
+    let middlewares: Api<Middleware> = Api::namespaced(client.clone(), CORE_NAMESPACE);
+    let mw = middlewares.get("forward-auth").await?;
+    let fa = mw.spec.forward_auth.expect("a forwardAuth middleware");
+    assert_eq!(fa.address, "http://stackspin.stackspin.svc/auth/forward");
+    assert!(!fa.trust_forward_header);
+
+    store.request_uninstall("hello", true).await?;
+    converge(&op, store, "hello", "the uninstall", STEP, |r| r.is_none()).await?;
+    assert!(
+        store
+            .app_by_name(&AppName::parse("hello-metrics").unwrap())
+            .await?
+            .is_none()
+    );
+    assert!(middlewares.get_opt("forward-auth").await?.is_none());
+    Ok(())
+}

@@ -385,8 +385,26 @@ pub struct AcmeHttp01Ingress {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MiddlewareSpec {
-    #[serde(rename = "ipAllowList")]
-    pub ip_allow_list: IpAllowList,
+    #[serde(
+        rename = "ipAllowList",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ip_allow_list: Option<IpAllowList>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_auth: Option<ForwardAuth>,
+}
+
+/// Traefik asks `address` before each request; 2xx lets it through (copying
+/// `authResponseHeaders` to it), anything else is the answer the browser gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardAuth {
+    pub address: String,
+    /// False: Traefik sets X-Forwarded-Host and the rest itself, so a client cannot claim to
+    /// be asking for another tool.
+    pub trust_forward_header: bool,
+    pub auth_response_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

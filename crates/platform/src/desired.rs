@@ -252,6 +252,39 @@ const KEEP_CLAIMS_PATCH: &str = "apiVersion: v1\nkind: PersistentVolumeClaim\nme
                                  name: any\n  annotations:\n    \
                                  helm.sh/resource-policy: keep\n";
 
+/// The Traefik middleware that puts tools behind Stackspin's sign-in (`/auth/forward`).
+pub const FORWARD_AUTH_MIDDLEWARE: &str = "forward-auth";
+
+/// How an Ingress names the forward-auth middleware.
+pub fn forward_auth_ref() -> String {
+    format!("{CORE_NAMESPACE}-{FORWARD_AUTH_MIDDLEWARE}@kubernetescrd")
+}
+
+/// The forward-auth middleware: asks the control plane's Service (release `stackspin` in the
+/// core namespace) about each request and copies who the person is to the tool.
+fn forward_auth_middleware() -> Object {
+    let mut mw = Middleware::new(
+        FORWARD_AUTH_MIDDLEWARE,
+        MiddlewareSpec {
+            ip_allow_list: None,
+            forward_auth: Some(ForwardAuth {
+                address: format!(
+                    "http://{}.{CORE_NAMESPACE}.svc/auth/forward",
+                    stackspin_catalog::CONTROL_PLANE
+                ),
+                trust_forward_header: false,
+                auth_response_headers: vec![
+                    "X-Stackspin-Email".into(),
+                    "X-Stackspin-Name".into(),
+                    "X-Stackspin-Role".into(),
+                ],
+            }),
+        },
+    );
+    mw.metadata = meta(FORWARD_AUTH_MIDDLEWARE, Some(CORE_NAMESPACE), None);
+    Object::Middleware(mw)
+}
+
 pub fn allow_list_middleware(app: &str) -> String {
     format!("{app}-allowlist")
 }
@@ -304,6 +337,9 @@ pub fn desired_state(
         objects.push(Object::ClusterIssuer(ci));
     }
 
+    if placements.iter().any(|p| !p.entry.tools.is_empty()) {
+        objects.push(forward_auth_middleware());
+    }
     for p in &placements {
         objects.extend(app_objects(
             p,
@@ -361,6 +397,7 @@ fn app_objects(
         backup: config.backup_s3.as_ref(),
         parts: &parts,
         cluster_config: cluster_config.as_deref(),
+        forward_auth: &forward_auth_ref(),
         domain: &config.domain,
         host: &p.host,
         namespace: ns,
@@ -383,9 +420,10 @@ fn app_objects(
         let mut mw = Middleware::new(
             &allow_list_middleware(app),
             MiddlewareSpec {
-                ip_allow_list: IpAllowList {
+                ip_allow_list: Some(IpAllowList {
                     source_range: p.allow_list.clone(),
-                },
+                }),
+                forward_auth: None,
             },
         );
         mw.metadata = meta(&allow_list_middleware(app), Some(ns), Some(app));

@@ -324,6 +324,32 @@ impl Store {
     }
 
     /// The user's effective role in one app: the explicit one, else the app's default.
+    /// Gives `role` in `app` to every admin who has no role of their own there yet (one an
+    /// admin set, even `none`, stays). For the platform's own tools, which admins use.
+    /// Returns how many were given it.
+    pub async fn grant_admins_without_role(
+        &self,
+        app: AppId,
+        role: Role,
+    ) -> Result<u64, StorageError> {
+        let now = Utc::now();
+        let done = with_writer!(self, pool => {
+            sqlx::query(
+                "INSERT INTO user_app_roles (user_id, app_id, role, updated_at) \
+                 SELECT u.id, $1, $2, $3 FROM users u \
+                 WHERE u.is_admin AND NOT EXISTS \
+                   (SELECT 1 FROM user_app_roles r WHERE r.user_id = u.id AND r.app_id = $1)",
+            )
+            .bind(app.0)
+            .bind(role.as_str())
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(done)
+    }
+
     pub async fn role_of(&self, user: UserId, app: AppId) -> Result<Role, StorageError> {
         let role: Option<String> = with_pool!(self, pool => {
             sqlx::query_scalar(
