@@ -101,6 +101,24 @@ pub enum Command {
         /// A cluster folder's name.
         cluster: String,
     },
+    /// Check a cluster end to end: nodes, releases at their versions, pods, certificates
+    /// (with why one was not issued), DNS and HTTPS for every host, and each app's single
+    /// sign-on. Exits non-zero when anything fails, saying what to do.
+    Test {
+        /// A cluster folder's name.
+        cluster: String,
+        /// Only this app's checks.
+        #[arg(long)]
+        app: Option<String>,
+        /// Leave checks out where they cannot work from this machine (dns, tls, sso),
+        /// comma-separated.
+        #[arg(long, value_delimiter = ',', value_enum)]
+        skip: Vec<crate::provisioning::Skip>,
+        /// Where the Dashboard answers, when not at https://dashboard.DOMAIN (through a
+        /// port-forward, say).
+        #[arg(long, value_name = "URL")]
+        dashboard_url: Option<String>,
+    },
     /// The generated secrets of a cluster (from its folder), or one of them (APP.NAME).
     Secrets {
         /// A cluster folder's name.

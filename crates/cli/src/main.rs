@@ -79,6 +79,20 @@ async fn run(cli: Cli) -> Result<()> {
             let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
             return provisioning::info(root, cluster, &catalog, json).await;
         }
+        Command::Test {
+            cluster,
+            app,
+            skip,
+            dashboard_url,
+        } => {
+            let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
+            let opts = provisioning::TestOptions {
+                app: app.as_deref(),
+                skip,
+                dashboard_url: dashboard_url.as_deref(),
+            };
+            return provisioning::selftest(root, cluster, &catalog, &opts, json).await;
+        }
         Command::Purge { cluster, confirm } => {
             return provisioning::purge(root, cluster, confirm.as_deref(), json).await;
         }
@@ -130,6 +144,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Create(_)
         | Command::Install(_)
         | Command::Info { .. }
+        | Command::Test { .. }
         | Command::Secrets { .. }
         | Command::Purge { .. }
         | Command::Node(_) => Ok(()),

@@ -1,10 +1,12 @@
 //! The commands run from the admin's machine against a cluster folder: `create`, `install`,
-//! `info`, `secrets`, `admin-credentials CLUSTER` here; `purge`, `node add` and the install's
+//! `info`, `secrets`, `admin-credentials CLUSTER` here; `test` in `selftest`; `purge`, `node add` and the install's
 //! server steps (over SSH) in `server`; the progress display in `steps`.
 
+mod selftest;
 mod server;
 mod steps;
 
+pub use selftest::{Options as TestOptions, Skip, run as selftest};
 pub use server::{node_add, purge};
 use steps::{StepReport, Steps};
 
