@@ -357,10 +357,7 @@ async fn sso_check(dashboard: &str, app: &str, client_id: &str, redirect: &str) 
                 let why = if location.contains("error=") {
                     location
                 } else {
-                    body.lines()
-                        .find(|l| l.contains("error") || l.contains("<p"))
-                        .map(|l| l.trim().to_string())
-                        .unwrap_or_else(|| format!("HTTP {status}"))
+                    error_text(&body).unwrap_or_else(|| format!("HTTP {status}"))
                 };
                 fail(
                     "sso",
@@ -372,6 +369,20 @@ async fn sso_check(dashboard: &str, app: &str, client_id: &str, redirect: &str) 
             }
         }
     }
+}
+
+/// The text of the first element the provider's error page marks `class="error"` (its
+/// message to people), else the page title.
+fn error_text(html: &str) -> Option<String> {
+    let text_after = |at: usize| -> Option<String> {
+        let start = html[at..].find('>')? + at + 1;
+        let end = html[start..].find('<')? + start;
+        let t = html[start..end].trim();
+        (!t.is_empty()).then(|| t.replace("&#39;", "'").replace("&quot;", "\""))
+    };
+    html.find("class=\"error\"")
+        .and_then(text_after)
+        .or_else(|| html.find("<title").and_then(text_after))
 }
 
 pub async fn run(
