@@ -118,6 +118,11 @@ pub enum Command {
         /// port-forward, say).
         #[arg(long, value_name = "URL")]
         dashboard_url: Option<String>,
+        /// An admin API token (`stackspin api-token create`): each app is then signed in to
+        /// by a throw-away user, deleted afterwards. Without it, only each app's client is
+        /// checked.
+        #[arg(long, env = "STACKSPIN_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// The generated secrets of a cluster (from its folder), or one of them (APP.NAME).
     Secrets {

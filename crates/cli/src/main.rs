@@ -84,12 +84,14 @@ async fn run(cli: Cli) -> Result<()> {
             app,
             skip,
             dashboard_url,
+            token,
         } => {
             let catalog = installs::load_catalog(cli.global.catalog.as_deref())?;
             let opts = provisioning::TestOptions {
                 app: app.as_deref(),
                 skip,
                 dashboard_url: dashboard_url.as_deref(),
+                token: token.as_deref(),
             };
             return provisioning::selftest(root, cluster, &catalog, &opts, json).await;
         }

@@ -397,7 +397,17 @@ fn app_objects(
         backup: config.backup_s3.as_ref(),
         parts: &parts,
         cluster_config: cluster_config.as_deref(),
-        forward_auth: &forward_auth_ref(),
+        // A tool of an entry with an allow-list is restricted like its entry, then asked for
+        // a sign-in.
+        forward_auth: &if p.allow_list.is_empty() {
+            forward_auth_ref()
+        } else {
+            format!(
+                "{ns}-{}@kubernetescrd,{}",
+                allow_list_middleware(app),
+                forward_auth_ref()
+            )
+        },
         domain: &config.domain,
         host: &p.host,
         namespace: ns,

@@ -186,7 +186,7 @@ fn the_allow_list_becomes_a_middleware_on_the_apps_ingress() {
     let (objects, _) = state();
     let mw = objects
         .iter()
-        .find(|o| o.kind() == "Middleware")
+        .find(|o| o.kind() == "Middleware" && o.name() != "forward-auth")
         .expect("a middleware");
     assert_eq!(mw.name(), "wordpress-allowlist");
     let cm = objects
@@ -358,14 +358,29 @@ fn a_whole_s_allow_list_covers_its_parts_with_a_web_address() {
         .collect();
     middlewares.sort_unstable();
     // Loki and Alloy have no web address; Grafana (monitoring) and both Nextcloud parts do.
+    // Prometheus and Alertmanager (monitoring's tools) are behind forward-auth.
     assert_eq!(
         middlewares,
         [
+            "forward-auth",
             "monitoring-allowlist",
             "nextcloud-allowlist",
             "onlyoffice-allowlist"
         ]
     );
+    // The tools are restricted like the rest of monitoring: the allow-list first, then the
+    // sign-in.
+    let values = find(&objects, "ConfigMap", "stackspin-monitoring-values").to_value();
+    let values: serde_json::Value =
+        serde_saphyr::from_str(values["data"]["values.yaml"].as_str().expect("yaml"))
+            .expect("yaml");
+    for tool in ["prometheus", "alertmanager"] {
+        assert_eq!(
+            values[tool]["ingress"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"],
+            "stackspin-monitoring-allowlist@kubernetescrd,stackspin-forward-auth@kubernetescrd",
+            "{tool}"
+        );
+    }
 }
 
 /// Velero comes with the backup store's settings, with its S3 key only in its Secret, and

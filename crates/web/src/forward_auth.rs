@@ -19,6 +19,8 @@
 //!    so signing out or losing the account ends it) and the role; 200 with the person's email,
 //!    name and role in headers Traefik copies to the tool (`authResponseHeaders`).
 
+use std::sync::Arc;
+
 use axum::{
     extract::{Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -62,15 +64,51 @@ fn url_host(url: &str) -> Option<String> {
     })
 }
 
+/// How long the host → app map is trusted. Only which app a host is comes from it: the
+/// person's role is read on every request, and a removed app grants no role, so a stale entry
+/// never lets anyone in.
+const TOOL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+type ToolMap = std::collections::HashMap<String, App>;
+
+/// The registered apps by host, shared by the requests of every tool: forward-auth is asked
+/// before each request to a tool, and reading every app each time was most of its cost.
+#[derive(Default)]
+pub struct ToolCache {
+    map: std::sync::RwLock<Option<(std::time::Instant, Arc<ToolMap>)>>,
+}
+
+impl ToolCache {
+    fn fresh(&self) -> Option<Arc<ToolMap>> {
+        let guard = self.map.read().ok()?;
+        let (at, map) = guard.as_ref()?;
+        (at.elapsed() < TOOL_CACHE_TTL).then(|| map.clone())
+    }
+
+    fn store(&self, map: Arc<ToolMap>) {
+        if let Ok(mut guard) = self.map.write() {
+            *guard = Some((std::time::Instant::now(), map));
+        }
+    }
+}
+
 async fn tool_for(state: &AppState, host: &str) -> Result<Option<App>, Response> {
+    if let Some(app) = state.tools.fresh().and_then(|m| m.get(host).cloned()) {
+        return Ok(Some(app));
+    }
+    // Stale, or a host not seen (an app registered a moment ago): read them all again.
     let apps = state
         .store
         .list_apps()
         .await
         .map_err(|e| pages::internal_error(&e))?;
-    Ok(apps
+    let map: ToolMap = apps
         .into_iter()
-        .find(|a| url_host(&a.url).as_deref() == Some(host)))
+        .filter_map(|a| url_host(&a.url).map(|h| (h, a)))
+        .collect();
+    let found = map.get(host).cloned();
+    state.tools.store(Arc::new(map));
+    Ok(found)
 }
 
 fn refuse(status: StatusCode, key_title: &'static str, key_text: &'static str) -> Response {

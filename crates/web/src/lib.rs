@@ -125,6 +125,8 @@ pub struct AppState {
     mail_wake: Arc<Notify>,
     /// The catalog, and the operator when there is a cluster.
     pub platform: platform::Platform,
+    /// Forward-auth's host → app map.
+    tools: Arc<forward_auth::ToolCache>,
 }
 
 impl AppState {
@@ -608,6 +610,7 @@ impl Application {
                 .map(|m| format!("{}:{} ({:?}), from {}", m.host, m.port, m.security, m.from)),
             mail_wake: Arc::new(Notify::new()),
             platform,
+            tools: Arc::default(),
         };
         Ok(Application {
             listener,

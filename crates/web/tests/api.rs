@@ -1211,3 +1211,53 @@ async fn an_app_whose_chart_cannot_be_fetched_shows_the_source_error() {
     );
     operator.stop().await;
 }
+
+/// An admin may set a person's password at creation (no invitation then), as the CLI's
+/// `--password-stdin` does; it is checked like any chosen password and audited.
+#[tokio::test]
+async fn an_admin_can_create_a_user_with_a_password() {
+    let p = start(fast_options()).await;
+    let token = admin_token(&p).await;
+    let c = reqwest::Client::new();
+    let (status, err) = call(
+        &p,
+        &c,
+        Some(&token),
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"email": "bo@example.org", "name": "Bo", "password": "short"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert!(err["fields"]["password"].is_string(), "{err}");
+    assert!(
+        p.store
+            .user_by_email(&stackspin_domain::Email::parse("bo@example.org").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let (status, user) = call(
+        &p,
+        &c,
+        Some(&token),
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"email": "bo@example.org", "name": "Bo", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["has_password"], true);
+    assert!(user.get("invitation").is_none(), "no invitation: {user}");
+    let b = browser();
+    sign_in(&p, &b, "bo@example.org", PASSWORD).await;
+    assert!(is_signed_in(&p, &b).await);
+    let events = p
+        .store
+        .audit_events(&stackspin_storage::AuditFilter::default())
+        .await
+        .unwrap();
+    let created = events.iter().find(|e| e.kind == "user.created").unwrap();
+    assert_eq!(created.detail["password"], "set by the admin");
+}

@@ -79,6 +79,288 @@ pub struct Options<'a> {
     /// Where the Dashboard answers, when not at https://dashboard.DOMAIN (a test, or a
     /// port-forward).
     pub dashboard_url: Option<&'a str>,
+    /// An admin API token: with it, each app is signed in to by a throw-away user.
+    pub token: Option<&'a str>,
+}
+
+/// A throw-away person for the sign-in checks, deleted when they are done.
+struct TestUser {
+    id: String,
+    email: String,
+    password: String,
+}
+
+fn api_error(v: &serde_json::Value, status: reqwest::StatusCode) -> String {
+    v["message"]
+        .as_str()
+        .map_or_else(|| format!("HTTP {}", status.as_u16()), str::to_string)
+}
+
+async fn create_test_user(
+    dashboard: &str,
+    token: &str,
+    domain: &str,
+    apps: &[String],
+) -> Result<TestUser, String> {
+    let client = reqwest::Client::new();
+    let tag = stackspin_domain::secret::random_chars(10).to_lowercase();
+    let email = format!("stackspin-test-{tag}@{domain}");
+    let password = stackspin_domain::secret::random_token(24);
+    let roles: serde_json::Map<String, serde_json::Value> = apps
+        .iter()
+        .map(|a| (a.clone(), serde_json::json!("user")))
+        .collect();
+    let r = client
+        .post(format!("{dashboard}/api/v1/users"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({
+            "email": email,
+            "name": "Stackspin self-test",
+            "password": password,
+            "roles": roles,
+        }))
+        .send()
+        .await
+        .map_err(|e| format!("the Dashboard did not answer: {e}"))?;
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.unwrap_or_default();
+    if status != reqwest::StatusCode::CREATED {
+        return Err(api_error(&v, status));
+    }
+    Ok(TestUser {
+        id: v["id"].as_str().unwrap_or_default().to_string(),
+        email,
+        password,
+    })
+}
+
+async fn delete_test_user(dashboard: &str, token: &str, user: &TestUser) -> Result<(), String> {
+    let r = reqwest::Client::new()
+        .delete(format!("{dashboard}/api/v1/users/{}", user.id))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        Err(api_error(&v, status))
+    }
+}
+
+/// A hidden form field's value on a page.
+fn hidden(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let v = tag.find("value=\"")? + 7;
+    let end = tag[v..].find('"')? + v;
+    Some(
+        tag[v..end]
+            .replace("&amp;", "&")
+            .replace("&#x2F;", "/")
+            .replace("&#x3D;", "=")
+            .replace("&quot;", "\""),
+    )
+}
+
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with('/') {
+        format!("{}{location}", base.trim_end_matches('/'))
+    } else {
+        location.to_string()
+    }
+}
+
+/// Signs in as the throw-away user through the app's authorization request, as a browser
+/// would, and expects the provider to send a code back to the app's redirect address.
+/// Returns that address with the code, for the app to be asked next.
+async fn sign_in_check(
+    dashboard: &str,
+    app: &str,
+    redirect: &str,
+    user: &TestUser,
+) -> (Check, Option<String>) {
+    let refused = |detail: String| {
+        (
+            fail(
+                "sso",
+                app,
+                Some(app),
+                detail,
+                "the app's single sign-on client is missing, has another redirect address, or the test user has no access; install the app again so the operator registers it",
+            ),
+            None,
+        )
+    };
+    let Ok(client) = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(15))
+        .build()
+    else {
+        return refused("no HTTP client".into());
+    };
+    let mut url = reqwest::Url::parse(&format!("{}/authorize", dashboard.trim_end_matches('/')))
+        .unwrap_or_else(|_| {
+            reqwest::Url::parse("http://invalid/").unwrap_or_else(|_| unreachable!())
+        });
+    url.query_pairs_mut()
+        .append_pair("client_id", app)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid profile email")
+        .append_pair("state", "stackspin-test")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256");
+    let mut next = url.to_string();
+    let mut signed_in = false;
+    // authorize → login page → sign in → authorize → back to the app: a handful of steps.
+    for _ in 0..6 {
+        let r = match client.get(&next).send().await {
+            Ok(r) => r,
+            Err(e) => return refused(format!("the Dashboard did not answer: {e}")),
+        };
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(|l| absolute(dashboard, l));
+        let body = r.text().await.unwrap_or_default();
+        match location {
+            Some(l) if l.starts_with(redirect) => {
+                return if l.contains("code=") && l.contains("state=stackspin-test") {
+                    (
+                        pass(
+                            "sso",
+                            app,
+                            Some(app),
+                            format!(
+                                "a throw-away user signed in; the provider sent a code to {redirect}"
+                            ),
+                        ),
+                        Some(l),
+                    )
+                } else {
+                    refused(format!("sent back without a code: {l}"))
+                };
+            }
+            Some(l) if l.contains("/mfa") => {
+                return (
+                    fail(
+                        "sso",
+                        app,
+                        Some(app),
+                        "two-step verification is required for everyone, so a throw-away user cannot sign in".into(),
+                        "run without --token for the client check only",
+                    ),
+                    None,
+                );
+            }
+            Some(l) => next = l,
+            None if status == 200 && body.contains("name=\"password\"") && !signed_in => {
+                let (Some(csrf), Some(return_to)) =
+                    (hidden(&body, "csrf"), hidden(&body, "return_to"))
+                else {
+                    return refused("the sign-in page has no form".into());
+                };
+                let r = client
+                    .post(format!("{}/login", dashboard.trim_end_matches('/')))
+                    .form(&[
+                        ("email", user.email.as_str()),
+                        ("password", user.password.as_str()),
+                        ("csrf", csrf.as_str()),
+                        ("return_to", return_to.as_str()),
+                    ])
+                    .send()
+                    .await;
+                signed_in = true;
+                match r {
+                    Ok(r) if r.status().is_redirection() => {
+                        next = r
+                            .headers()
+                            .get("location")
+                            .and_then(|l| l.to_str().ok())
+                            .map(|l| absolute(dashboard, l))
+                            .unwrap_or_default();
+                    }
+                    Ok(r) => {
+                        let body = r.text().await.unwrap_or_default();
+                        return refused(format!(
+                            "the sign-in was refused: {}",
+                            error_text(&body).unwrap_or_default()
+                        ));
+                    }
+                    Err(e) => return refused(format!("the Dashboard did not answer: {e}")),
+                }
+            }
+            None => {
+                return refused(error_text(&body).unwrap_or_else(|| format!("HTTP {status}")));
+            }
+        }
+    }
+    refused("too many redirects".into())
+}
+
+/// Gives the code to the app at its redirect address, as the browser would: the app should
+/// exchange it and start a session (a cookie), not show an error.
+async fn app_session_check(app: &str, callback: &str, ip: std::net::IpAddr) -> Check {
+    let Ok(url) = reqwest::Url::parse(callback) else {
+        return fail(
+            "sso-app",
+            app,
+            Some(app),
+            format!("bad address {callback}"),
+            "report this",
+        );
+    };
+    let host = url.host_str().unwrap_or_default().to_string();
+    let Ok(client) = reqwest::Client::builder()
+        .resolve(&host, SocketAddr::new(ip, 443))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+    else {
+        return fail(
+            "sso-app",
+            app,
+            Some(app),
+            "no HTTPS client".into(),
+            "report this",
+        );
+    };
+    match client.get(url).send().await {
+        Ok(r) if r.headers().contains_key("set-cookie") && r.status().as_u16() < 400 => pass(
+            "sso-app",
+            app,
+            Some(app),
+            format!("{app} accepted the sign-in and started a session"),
+        ),
+        Ok(r) => fail(
+            "sso-app",
+            app,
+            Some(app),
+            format!(
+                "{app} answered HTTP {} without a session",
+                r.status().as_u16()
+            ),
+            "the app could not redeem the code: its client secret or issuer setting is wrong; reinstall the app, and read its log",
+        ),
+        Err(e) => fail(
+            "sso-app",
+            app,
+            Some(app),
+            format!("{app} did not answer: {e}"),
+            "see the release, pod and HTTPS checks above",
+        ),
+    }
 }
 
 /// One release: its app, its host, and its single sign-on client when it has one.
@@ -555,8 +837,10 @@ pub async fn run(
                     stackspin_platform::desired::dashboard_host(catalog, &config)
                 )
             },
-            str::to_string,
+            |u| u.trim_end_matches('/').to_string(),
         );
+        // The apps with a single sign-on client, and where the provider sends people back.
+        let mut sso: Vec<(String, String)> = Vec::new();
         for r in &releases {
             let Some(entry) = catalog.get(&r.name) else {
                 continue;
@@ -567,11 +851,50 @@ pub async fn run(
             if !wanted(Some(&r.name)) {
                 continue;
             }
-            let Some(path) = oidc.redirect_paths.first() else {
-                continue;
-            };
-            let redirect = format!("https://{host}{path}");
-            checks.push(sso_check(&dashboard, &r.name, &entry.name, &redirect).await);
+            if let Some(path) = oidc.redirect_paths.first() {
+                sso.push((r.name.clone(), format!("https://{host}{path}")));
+            }
+        }
+        match opts.token {
+            None => {
+                for (app, redirect) in &sso {
+                    checks.push(sso_check(&dashboard, app, app, redirect).await);
+                }
+            }
+            Some(token) if !sso.is_empty() => {
+                let apps: Vec<String> = sso.iter().map(|(a, _)| a.clone()).collect();
+                match create_test_user(&dashboard, token, &config.domain, &apps).await {
+                    Err(e) => checks.push(fail(
+                        "sso",
+                        "test user",
+                        None,
+                        format!("could not create the throw-away user: {e}"),
+                        "give an admin API token (`stackspin api-token create`), or leave out --token",
+                    )),
+                    Ok(user) => {
+                        for (app, redirect) in &sso {
+                            let (check, callback) =
+                                sign_in_check(&dashboard, app, redirect, &user).await;
+                            checks.push(check);
+                            if let Some(callback) = callback
+                                && !opts.skip.contains(&Skip::Tls)
+                            {
+                                checks.push(app_session_check(app, &callback, ip).await);
+                            }
+                        }
+                        if let Err(e) = delete_test_user(&dashboard, token, &user).await {
+                            checks.push(fail(
+                                "sso",
+                                &user.email,
+                                None,
+                                format!("the throw-away user could not be deleted: {e}"),
+                                "delete it on the Users page",
+                            ));
+                        }
+                    }
+                }
+            }
+            Some(_) => {}
         }
     }
 

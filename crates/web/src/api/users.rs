@@ -105,6 +105,10 @@ pub struct CreateBody {
     is_admin: bool,
     #[serde(default)]
     roles: BTreeMap<String, String>,
+    /// Set a password at once instead of mailing an invitation (the CLI's `--password-stdin`
+    /// for API clients; `stackspin test` makes its throw-away user so).
+    #[serde(default)]
+    password: Option<String>,
 }
 
 /// Parses per-app roles, collecting every problem for the `roles` field.
@@ -143,9 +147,50 @@ pub async fn create(
     let roles = parse_roles(&b.roles)
         .map_err(|e| errors.push(("roles", e)))
         .ok();
-    let (Some(email), Some(name), Some(roles)) = (email, name, roles) else {
+    let password = match b
+        .password
+        .as_deref()
+        .map(stackspin_domain::password::Password::new)
+    {
+        None => Some(None),
+        Some(Ok(p)) => Some(Some(p)),
+        Some(Err(e)) => {
+            errors.push(("password", e.to_string()));
+            None
+        }
+    };
+    let (Some(email), Some(name), Some(roles), Some(password)) = (email, name, roles, password)
+    else {
         return Err(ApiError::invalid(errors));
     };
+    if let Some(password) = password {
+        let Some(hash) = state.hash_password(password).await else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many passwords are being checked; try again",
+            ));
+        };
+        let user = state
+            .store
+            .create_user_with_roles(
+                &NewUser {
+                    email,
+                    name,
+                    password_hash: Some(hash),
+                    is_admin: b.is_admin,
+                },
+                &roles,
+            )
+            .await?;
+        let mut e = admin.event("user.created");
+        e.user_id = Some(user.id.0);
+        e.user_email = Some(user.email.to_string());
+        e.detail = json!({"password": "set by the admin"});
+        state.audit(e).await;
+        let roles = state.store.roles_of(user.id).await?;
+        return Ok((StatusCode::CREATED, Json(user_json(&user, Some(&roles)))).into_response());
+    }
     let new = NewUser {
         email,
         name,
