@@ -204,10 +204,11 @@ async fn sign_in_check(
     else {
         return refused("no HTTP client".into());
     };
-    let mut url = reqwest::Url::parse(&format!("{}/authorize", dashboard.trim_end_matches('/')))
-        .unwrap_or_else(|_| {
-            reqwest::Url::parse("http://invalid/").unwrap_or_else(|_| unreachable!())
-        });
+    let Ok(mut url) =
+        reqwest::Url::parse(&format!("{}/authorize", dashboard.trim_end_matches('/')))
+    else {
+        return refused(format!("{dashboard} is not an address"));
+    };
     url.query_pairs_mut()
         .append_pair("client_id", app)
         .append_pair("redirect_uri", redirect)
