@@ -169,7 +169,13 @@ pub async fn check(State(state): State<AppState>, headers: HeaderMap) -> Respons
                     .secure(https)
                     .same_site(SameSite::Lax)
                     .build();
-                let mut resp = Redirect::to(&safe_path(&return_path)).into_response();
+                // Absolute, on the tool's own host: Traefik rewrites a relative Location from
+                // the auth server to point at the auth server (unless preserveLocationHeader),
+                // which would send the browser to the control plane's internal address.
+                let scheme = if https { "https" } else { "http" };
+                let mut resp =
+                    Redirect::to(&format!("{scheme}://{host}{}", safe_path(&return_path)))
+                        .into_response();
                 if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
                     resp.headers_mut().append(header::SET_COOKIE, v);
                 }

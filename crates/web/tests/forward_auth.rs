@@ -1,8 +1,9 @@
 //! The forward-auth endpoint against the protocol of Traefik's `forwardAuth` middleware as
-//! documented (Traefik itself is not built here): Traefik sends every request's
-//! `X-Forwarded-Host`, `-Proto` and `-Uri` and the tool host's cookies to `/auth/forward`; a
-//! 2xx lets the request through with the `authResponseHeaders` copied to the tool, anything
-//! else is returned to the browser as it is (status, `Location`, `Set-Cookie`).
+//! documented: Traefik sends every request's `X-Forwarded-Host`, `-Proto` and `-Uri` and the
+//! tool host's cookies to `/auth/forward`; a 2xx lets the request through with the
+//! `authResponseHeaders` copied to the tool, anything else is returned to the browser as it
+//! is (status, `Location`, `Set-Cookie`). Then the same behind a real Traefik (built from its
+//! Go module by the test bed), configured as the platform configures it.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -47,7 +48,11 @@ async fn hand_over(p: &Provider, b: &reqwest::Client, host: &str, uri: &str) -> 
     let path = to_tool.strip_prefix(&format!("https://{host}")).unwrap();
     let redeemed = ask(p, host, path, None).await;
     assert_eq!(redeemed.status(), 303);
-    assert_eq!(location(&redeemed), uri, "back where the person was going");
+    assert_eq!(
+        location(&redeemed),
+        format!("https://{host}{uri}"),
+        "back where the person was going, on the tool's host"
+    );
     let set = redeemed.headers()[SET_COOKIE].to_str().unwrap().to_string();
     assert!(
         set.starts_with("__Host-stackspin_tool=")
@@ -195,4 +200,157 @@ async fn an_expired_dashboard_session_does_not_let_a_tool_in() {
     assert_eq!(ask(&p, TOOL, "/", Some(&cookie)).await.status(), 200);
     p.store.expire_all_sessions_for_tests().await.unwrap();
     assert_eq!(ask(&p, TOOL, "/", Some(&cookie)).await.status(), 303);
+}
+
+/// A tool that answers with who Traefik says the person is.
+async fn echo_tool() -> u16 {
+    use axum::{Router, http::HeaderMap, routing::get};
+    let app = Router::new().fallback(get(|h: HeaderMap| async move {
+        let v = |k: &str| {
+            h.get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
+        format!(
+            "email={} role={} host={}",
+            v("x-stackspin-email"),
+            v("x-stackspin-role"),
+            v("x-forwarded-host")
+        )
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+struct Traefik {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Traefik {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Traefik with one HTTPS entry point (its default self-signed certificate), a router for
+/// the tool's host through the forward-auth middleware as the platform writes it
+/// (`trustForwardHeader: false`, the three identity headers), to the tool.
+fn traefik(port: u16, tool_host: &str, provider: &str, tool_port: u16) -> Traefik {
+    let dir = tempfile::tempdir().unwrap();
+    let dynamic = format!(
+        "http:\n  routers:\n    tool:\n      rule: \"Host(`{tool_host}`)\"\n      entryPoints: [websecure]\n      middlewares: [forward-auth]\n      service: tool\n      tls: {{}}\n  middlewares:\n    forward-auth:\n      forwardAuth:\n        address: \"{provider}/auth/forward\"\n        trustForwardHeader: false\n        authResponseHeaders: [X-Stackspin-Email, X-Stackspin-Name, X-Stackspin-Role]\n  services:\n    tool:\n      loadBalancer:\n        servers:\n          - url: \"http://127.0.0.1:{tool_port}\"\n"
+    );
+    std::fs::write(dir.path().join("dynamic.yaml"), dynamic).unwrap();
+    let child = std::process::Command::new(stackspin_testbed::TestBed::bin("traefik"))
+        .arg(format!("--entryPoints.websecure.address=127.0.0.1:{port}"))
+        .arg(format!(
+            "--providers.file.filename={}",
+            dir.path().join("dynamic.yaml").display()
+        ))
+        .arg("--global.checkNewVersion=false")
+        .arg("--global.sendAnonymousUsage=false")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("traefik.log")).unwrap())
+        .spawn()
+        .expect("traefik runs (the test bed builds it: scripts/testbed build)");
+    Traefik { child, _dir: dir }
+}
+
+#[tokio::test]
+async fn behind_a_real_traefik_the_tool_sees_who_signed_in_and_nothing_forged() {
+    let p = start(fast_options()).await;
+    let ada = p.user("ada@example.org", false).await;
+    let port = free_port();
+    let tool = format!("{TOOL}:{port}");
+    p.app(AppSpec {
+        name: "metrics",
+        url: &format!("https://{tool}/"),
+        redirect_uri: &format!("https://{tool}/.stackspin/handover"),
+        default_role: Role::User,
+        ..Default::default()
+    })
+    .await;
+    let tool_port = echo_tool().await;
+    let _traefik = traefik(port, TOOL, p.base.trim_end_matches('/'), tool_port);
+    // A browser that reaches the tool's host through Traefik on loopback.
+    let client = || {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .danger_accept_invalid_certs(true)
+            .resolve(TOOL, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .build()
+            .unwrap()
+    };
+    let b = client();
+    let at = |path: &str| format!("https://{tool}{path}");
+    // Traefik loads its file configuration a moment after it starts.
+    let mut first = None;
+    for _ in 0..100 {
+        if let Ok(r) = b.get(at("/graph")).send().await
+            && r.status() != 404
+        {
+            first = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let first = first.expect("traefik routes the tool's host");
+    assert_eq!(first.status(), 303, "not signed in: off to the Dashboard");
+    let to_dashboard = location(&first);
+    assert!(
+        to_dashboard.starts_with(&p.url("/auth/handover?rd=")),
+        "{to_dashboard}"
+    );
+
+    sign_in(&p, &b, "ada@example.org", PASSWORD).await;
+    let resp = b.get(&to_dashboard).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let to_tool = location(&resp);
+    assert!(
+        to_tool.starts_with(&at("/.stackspin/handover?code=")),
+        "{to_tool}"
+    );
+    let back = b.get(&to_tool).send().await.unwrap();
+    assert_eq!(
+        back.status(),
+        303,
+        "the code becomes the tool's own session"
+    );
+    assert_eq!(
+        location(&back),
+        at("/graph"),
+        "Traefik passes it on as it is"
+    );
+
+    // Through: the tool learns who it is from Traefik, and a browser cannot forge it.
+    let ok = b
+        .get(at("/graph"))
+        .header("x-stackspin-email", "mallory@example.org")
+        .header("x-stackspin-role", "admin")
+        .header("x-forwarded-host", "other.example.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.text().await.unwrap(),
+        format!("email=ada@example.org role=user host={tool}")
+    );
+
+    // Another browser without a session does not get through; nor does Ada without access.
+    assert_eq!(
+        client().get(at("/graph")).send().await.unwrap().status(),
+        303
+    );
+    p.store
+        .set_role(&ada.email, &AppName::parse("metrics").unwrap(), Role::None)
+        .await
+        .unwrap();
+    assert_eq!(b.get(at("/graph")).send().await.unwrap().status(), 403);
 }
