@@ -242,8 +242,10 @@ async fn stackspin_test_passes_and_reports_each_failure_kind() {
     let release = loop {
         let r = report(&site_test(&plain.url("")));
         let c = check(&r, "release").clone();
-        // Flux first says it is working on it, then why it cannot.
-        if c["ok"] == false && c["detail"].as_str().unwrap_or_default().contains("9.9.9") {
+        // Flux first says it is working on it (the check then reports the old version still
+        // running where 9.9.9 is wanted), then why it cannot: wait for the latter.
+        let detail = c["detail"].as_str().unwrap_or_default();
+        if c["ok"] == false && detail.starts_with("not ready: ") && detail.contains("9.9.9") {
             break c;
         }
         assert!(

@@ -116,6 +116,28 @@ impl Browser {
         );
     }
 
+    /// Waits until the address shows `needle`: a GET form's submission has replaced the page,
+    /// so what is read next is the new page and not the one the click left.
+    async fn wait_for_url(&self, needle: &str) {
+        for _ in 0..100 {
+            if self
+                .client
+                .current_url()
+                .await
+                .unwrap()
+                .as_str()
+                .contains(needle)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the address never showed {needle:?}: {}",
+            self.client.current_url().await.unwrap()
+        );
+    }
+
     async fn screenshot(&self, name: &str) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
         std::fs::create_dir_all(&dir).unwrap();
@@ -832,6 +854,7 @@ async fn browser_admin_runs_batch_actions_access_audit_settings_and_apps() {
     b.click("nav-audit").await;
     b.fill("f-kind", "role.changed").await;
     b.click("audit-submit").await;
+    b.wait_for_url("kind=role.changed").await;
     let table = b.text("audit").await;
     assert!(
         table.contains("role.changed") && table.contains("member05@example.org"),
@@ -841,6 +864,7 @@ async fn browser_admin_runs_batch_actions_access_audit_settings_and_apps() {
     b.fill("f-kind", "").await;
     b.fill("f-user", "member04@example.org").await;
     b.click("audit-submit").await;
+    b.wait_for_url("member04%40example.org").await;
     let table = b.text("audit").await;
     assert!(
         table.contains("user.deleted") && !table.contains("member05"),
