@@ -51,7 +51,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
             let email = Email::parse(&email)?;
             let name = UserName::parse(&name)?;
             let password_hash = if password_stdin {
-                let password = read_password_stdin().await?;
+                let password = read_password_stdin(&[email.as_str(), name.as_str()]).await?;
                 Some(
                     tokio::task::spawn_blocking(move || HashParams::default().hash(&password))
                         .await??,
@@ -224,7 +224,8 @@ async fn audit(store: &Store, kind: &str, user: &User, role: Option<(&str, Role,
 }
 
 /// Reads a password from stdin (one line; the trailing newline is not part of it).
-async fn read_password_stdin() -> Result<Password> {
+/// `personal` is what others know of its owner, which the password must not lean on.
+async fn read_password_stdin(personal: &[&str]) -> Result<Password> {
     let mut buf = String::new();
     tokio::io::stdin()
         .take(Password::MAX_LEN as u64 + 2)
@@ -233,5 +234,5 @@ async fn read_password_stdin() -> Result<Password> {
         .context("cannot read the password from standard input")?;
     let line = buf.strip_suffix('\n').unwrap_or(&buf);
     let line = line.strip_suffix('\r').unwrap_or(line);
-    Ok(Password::new(line)?)
+    Ok(Password::new_for(line, personal)?)
 }

@@ -4,10 +4,47 @@ use std::fmt;
 
 /// Why a string is not an acceptable e-mail address.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid email address {input:?}: {reason}")]
+#[error("invalid email address {input:?}: {}", problem.reason())]
 pub struct EmailError {
     input: String,
-    reason: &'static str,
+    problem: EmailProblem,
+}
+
+/// What is wrong with an address, for pages that say it in their own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailProblem {
+    Empty,
+    TooLong,
+    NoAt,
+    LocalLength,
+    LocalCharacters,
+    LocalDot,
+    DomainNoDot,
+    DomainInvalid,
+}
+
+impl EmailProblem {
+    /// The reason in the error's own (log and CLI) wording.
+    pub fn reason(self) -> &'static str {
+        match self {
+            EmailProblem::Empty => "it is empty",
+            EmailProblem::TooLong => "it is longer than 254 characters",
+            EmailProblem::NoAt => "it has no '@'",
+            EmailProblem::LocalLength => "the part before '@' must be 1 to 64 characters",
+            EmailProblem::LocalCharacters => {
+                "the part before '@' has characters not allowed in an address"
+            }
+            EmailProblem::LocalDot => "the part before '@' has a misplaced dot",
+            EmailProblem::DomainNoDot => "the domain needs a dot, as in example.org",
+            EmailProblem::DomainInvalid => "the domain is not a valid host name",
+        }
+    }
+}
+
+impl EmailError {
+    pub fn problem(&self) -> EmailProblem {
+        self.problem
+    }
 }
 
 /// A syntactically valid e-mail address.
@@ -24,20 +61,20 @@ impl Email {
     const MAX_LEN: usize = 254;
 
     pub fn parse(input: &str) -> Result<Self, EmailError> {
-        let fail = |reason| EmailError {
+        let fail = |problem| EmailError {
             input: input.chars().take(80).collect(),
-            reason,
+            problem,
         };
         let s = input.trim();
         if s.is_empty() {
-            return Err(fail("it is empty"));
+            return Err(fail(EmailProblem::Empty));
         }
         if s.len() > Self::MAX_LEN {
-            return Err(fail("it is longer than 254 characters"));
+            return Err(fail(EmailProblem::TooLong));
         }
-        let (local, domain) = s.rsplit_once('@').ok_or_else(|| fail("it has no '@'"))?;
+        let (local, domain) = s.rsplit_once('@').ok_or_else(|| fail(EmailProblem::NoAt))?;
         if local.is_empty() || local.len() > 64 {
-            return Err(fail("the part before '@' must be 1 to 64 characters"));
+            return Err(fail(EmailProblem::LocalLength));
         }
         // Printable ASCII only: keeps lower() in both databases consistent and rules out
         // look-alike characters in a login identifier.
@@ -45,17 +82,15 @@ impl Email {
             .chars()
             .all(|c| c.is_ascii_graphic() && !"@<>()[]\\,;:\"".contains(c))
         {
-            return Err(fail(
-                "the part before '@' has characters not allowed in an address",
-            ));
+            return Err(fail(EmailProblem::LocalCharacters));
         }
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-            return Err(fail("the part before '@' has a misplaced dot"));
+            return Err(fail(EmailProblem::LocalDot));
         }
         let domain = domain.to_ascii_lowercase();
         let labels: Vec<&str> = domain.split('.').collect();
         if labels.len() < 2 {
-            return Err(fail("the domain needs a dot, as in example.org"));
+            return Err(fail(EmailProblem::DomainNoDot));
         }
         for label in &labels {
             let ok = !label.is_empty()
@@ -64,7 +99,7 @@ impl Email {
                 && !label.starts_with('-')
                 && !label.ends_with('-');
             if !ok {
-                return Err(fail("the domain is not a valid host name"));
+                return Err(fail(EmailProblem::DomainInvalid));
             }
         }
         Ok(Email(format!("{local}@{domain}")))

@@ -22,10 +22,56 @@ pub enum PasswordError {
     TooShort { min: usize },
     #[error("password too long: use at most {max} characters")]
     TooLong { max: usize },
+    #[error("password too easy to guess: {}", .0.advice())]
+    TooWeak(Weakness),
     #[error("stored password hash is not a valid argon2 PHC string")]
     BadHash,
     #[error("password hashing failed")]
     Hashing,
+}
+
+/// Why a long-enough password is still easy to guess, so the page can say what helps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weakness {
+    /// On lists of passwords people use, or close to one.
+    Common,
+    /// Repeated characters or words ("aaaa", "abcabc").
+    Repeats,
+    /// Runs like "abcd", "1234" or keyboard rows ("qwerty").
+    Sequence,
+    /// Dates and years.
+    Dates,
+    /// One word or name on its own.
+    SingleWord,
+    /// The person's own name or address, or the platform's.
+    PersonalInfo,
+    /// Nothing in particular, just too few guesses.
+    TooPredictable,
+}
+
+impl Weakness {
+    /// The advice in the error's own (log and CLI) wording; pages use their own texts.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Weakness::Common => {
+                "it is one of the passwords people use most; use a few words of your own"
+            }
+            Weakness::Repeats => {
+                "repeated characters or words are easy to guess; use a few unrelated words"
+            }
+            Weakness::Sequence => {
+                "runs like abcd, 1234 or qwerty are easy to guess; use a few unrelated words"
+            }
+            Weakness::Dates => "dates and years are easy to guess; use a few unrelated words",
+            Weakness::SingleWord => {
+                "a single word or name is easy to guess; add another word or two"
+            }
+            Weakness::PersonalInfo => {
+                "it contains your name or address; use words nobody links to you"
+            }
+            Weakness::TooPredictable => "add another word or two that are not a common phrase",
+        }
+    }
 }
 
 impl Password {
@@ -33,8 +79,29 @@ impl Password {
     /// so we ask for 12. The upper bound stops hashing from being used to burn CPU.
     pub const MIN_LEN: usize = 12;
     pub const MAX_LEN: usize = 1024;
+    /// The estimate looks at this many characters: its matching grows faster than linearly,
+    /// and a password this long that is weak is weak in its start too.
+    const ESTIMATE_LEN: usize = 100;
 
+    /// A password that already matched its stored hash (to rehash it with new parameters):
+    /// the rules for new passwords do not apply, it was chosen under older ones.
+    pub fn existing(input: &str) -> Result<Self, PasswordError> {
+        if input.len() > Self::MAX_LEN {
+            return Err(PasswordError::TooLong { max: Self::MAX_LEN });
+        }
+        Ok(Password(input.to_owned()))
+    }
+
+    /// A new password, judged without knowing whose it is.
     pub fn new(input: &str) -> Result<Self, PasswordError> {
+        Self::new_for(input, &[])
+    }
+
+    /// A new password for someone: `personal` holds what an attacker knows of them (address,
+    /// name, the platform's name), which makes a password that contains it weak. The estimate
+    /// (zxcvbn) must put it at 3 of 4 or better: "safely unguessable" against an online attack
+    /// and reasonable against a stolen argon2id hash.
+    pub fn new_for(input: &str, personal: &[&str]) -> Result<Self, PasswordError> {
         let n = input.chars().count();
         if n < Self::MIN_LEN {
             return Err(PasswordError::TooShort { min: Self::MIN_LEN });
@@ -42,12 +109,75 @@ impl Password {
         if input.len() > Self::MAX_LEN {
             return Err(PasswordError::TooLong { max: Self::MAX_LEN });
         }
+        if let Some(w) = weakness(input, personal) {
+            return Err(PasswordError::TooWeak(w));
+        }
         Ok(Password(input.to_owned()))
     }
 
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// What makes `input` easy to guess, if it is.
+fn weakness(input: &str, personal: &[&str]) -> Option<Weakness> {
+    use zxcvbn::feedback::Warning;
+    let head: String = input.chars().take(Password::ESTIMATE_LEN).collect();
+    // Each address also counts by its parts, since people build passwords from their name.
+    let mut hints: Vec<String> = vec![];
+    for p in personal {
+        let p = p.trim().to_lowercase();
+        if p.is_empty() {
+            continue;
+        }
+        hints.extend(
+            p.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| w.chars().count() >= 3)
+                .map(str::to_owned),
+        );
+        hints.push(p);
+    }
+    let refs: Vec<&str> = hints.iter().map(String::as_str).collect();
+    // The estimate counts a known name as a cheap word but still credits the digits around
+    // it generously, so "adalovelace1815" passes for Ada. Judge what is left once everything
+    // known about the person is taken out.
+    let mut rest = head.to_lowercase();
+    let mut personal_found = false;
+    let mut longest_first = hints.clone();
+    longest_first.sort_by_key(|h| std::cmp::Reverse(h.len()));
+    for h in longest_first.iter().filter(|h| h.chars().count() >= 3) {
+        if rest.contains(h.as_str()) {
+            personal_found = true;
+            rest = rest.replace(h.as_str(), " ");
+        }
+    }
+    if personal_found && zxcvbn::zxcvbn(rest.trim(), &refs).score() < zxcvbn::Score::Three {
+        return Some(Weakness::PersonalInfo);
+    }
+    let estimate = zxcvbn::zxcvbn(&head, &refs);
+    if estimate.score() >= zxcvbn::Score::Three {
+        return None;
+    }
+    let warning = estimate.feedback().and_then(|f| f.warning());
+    Some(match warning {
+        Some(Warning::ThisIsATop10Password)
+        | Some(Warning::ThisIsATop100Password)
+        | Some(Warning::ThisIsACommonPassword)
+        | Some(Warning::ThisIsSimilarToACommonlyUsedPassword) => Weakness::Common,
+        Some(Warning::RepeatsLikeAaaAreEasyToGuess)
+        | Some(Warning::RepeatsLikeAbcAbcAreOnlySlightlyHarderToGuess) => Weakness::Repeats,
+        Some(Warning::StraightRowsOfKeysAreEasyToGuess)
+        | Some(Warning::ShortKeyboardPatternsAreEasyToGuess)
+        | Some(Warning::SequencesLikeAbcAreEasyToGuess) => Weakness::Sequence,
+        Some(Warning::RecentYearsAreEasyToGuess) | Some(Warning::DatesAreOftenEasyToGuess) => {
+            Weakness::Dates
+        }
+        Some(Warning::AWordByItselfIsEasyToGuess)
+        | Some(Warning::NamesAndSurnamesByThemselvesAreEasyToGuess)
+        | Some(Warning::CommonNamesAndSurnamesAreEasyToGuess) => Weakness::SingleWord,
+        None => Weakness::TooPredictable,
+    })
 }
 
 impl fmt::Debug for Password {
@@ -330,5 +460,46 @@ mod tests {
         let p = Password::new("a long enough secret").unwrap();
         assert_eq!(format!("{p:?}"), "Password(<redacted>)");
         assert!(PasswordHash::from_phc("not a hash".into()).is_err());
+    }
+
+    /// Length alone is not enough: the passwords the issue found accepted, and the usual
+    /// suspects, are refused with advice that names what is wrong.
+    #[test]
+    fn easy_to_guess_passwords_are_refused_with_advice() {
+        let weak = |p: &str, personal: &[&str]| match Password::new_for(p, personal) {
+            Err(PasswordError::TooWeak(w)) => w,
+            other => panic!("{p:?} was not refused as weak: {other:?}"),
+        };
+        assert_eq!(weak("aaaaaaaaaaaa", &[]), Weakness::Repeats);
+        assert_eq!(weak("abcabcabcabc", &[]), Weakness::Repeats);
+        assert_eq!(weak("password1234", &[]), Weakness::Common);
+        assert_eq!(weak("lmnopqrstuvw", &[]), Weakness::Sequence);
+        assert_eq!(weak("zxcvbnmasdfgh", &[]), Weakness::Common);
+        assert_eq!(weak("123456789012", &[]), Weakness::Sequence);
+        assert_eq!(
+            weak(
+                "adalovelace1815",
+                &["ada.lovelace@example.org", "Ada Lovelace"]
+            ),
+            Weakness::PersonalInfo
+        );
+        let err = Password::new("aaaaaaaaaaaa").unwrap_err().to_string();
+        assert!(
+            err.starts_with("password too easy to guess: repeated"),
+            "{err}"
+        );
+        // Passphrases and random strings pass.
+        for good in [
+            "correct horse battery staple",
+            "violet-tractor-Lisbon-82",
+            "Gx7#pQ2vL9!mz",
+        ] {
+            assert!(Password::new(good).is_ok(), "{good:?} was refused");
+        }
+        // A very long weak password is judged by its start, quickly.
+        let long = "a".repeat(1000);
+        let started = std::time::Instant::now();
+        assert_eq!(weak(&long, &[]), Weakness::Repeats);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }

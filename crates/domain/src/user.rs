@@ -25,8 +25,32 @@ impl fmt::Display for UserId {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid name: {0}")]
-pub struct UserNameError(&'static str);
+#[error("invalid name: {}", .0.reason())]
+pub struct UserNameError(NameProblem);
+
+/// What is wrong with a name, for pages that say it in their own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameProblem {
+    Empty,
+    TooLong,
+    ControlCharacters,
+}
+
+impl NameProblem {
+    pub fn reason(self) -> &'static str {
+        match self {
+            NameProblem::Empty => "it is empty",
+            NameProblem::TooLong => "it is longer than 200 characters",
+            NameProblem::ControlCharacters => "it contains control characters",
+        }
+    }
+}
+
+impl UserNameError {
+    pub fn problem(&self) -> NameProblem {
+        self.0
+    }
+}
 
 /// A person's display name.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -37,13 +61,13 @@ impl UserName {
     pub fn parse(input: &str) -> Result<Self, UserNameError> {
         let s = input.trim();
         if s.is_empty() {
-            return Err(UserNameError("it is empty"));
+            return Err(UserNameError(NameProblem::Empty));
         }
         if s.chars().count() > 200 {
-            return Err(UserNameError("it is longer than 200 characters"));
+            return Err(UserNameError(NameProblem::TooLong));
         }
         if s.chars().any(char::is_control) {
-            return Err(UserNameError("it contains control characters"));
+            return Err(UserNameError(NameProblem::ControlCharacters));
         }
         Ok(UserName(s.to_owned()))
     }

@@ -163,10 +163,11 @@ impl Store {
                 return Err(StorageError::Conflict(current.email.to_string()));
             }
             if current.is_admin && patch.is_admin == Some(false) {
-                let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_admin")
+                let others: i64 = sqlx::query_scalar(crate::users::OTHER_ADMINS_WHO_CAN_LOG_IN)
+                    .bind(current.id.0)
                     .fetch_one(&mut *tx)
                     .await?;
-                if admins <= 1 {
+                if others == 0 {
                     return Err(StorageError::LastAdmin(current.email.to_string()));
                 }
             }
@@ -226,7 +227,8 @@ impl Store {
         Ok(done)
     }
 
-    /// Deletes several users at once, all or none; refuses if no admin would remain.
+    /// Deletes several users at once, all or none; refuses if it would take away the last admin
+    /// who can log in.
     pub async fn delete_users(&self, ids: &[UserId]) -> Result<Vec<User>, StorageError> {
         let deleted = in_tx!(self, tx, d => {
             lock_admins!(tx, d);
@@ -244,10 +246,12 @@ impl Store {
                 sqlx::query("DELETE FROM users WHERE id = $1").bind(user.id.0).execute(&mut *tx).await?;
                 users.push(user);
             }
-            let admins_left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_admin")
-                .fetch_one(&mut *tx)
-                .await?;
-            if admins_left == 0 {
+            let admins_left: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM users WHERE is_admin AND password_hash IS NOT NULL",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if admins_left == 0 && users.iter().any(|u| u.is_admin) {
                 let last = users.iter().find(|u| u.is_admin).map(|u| u.email.to_string()).unwrap_or_default();
                 return Err(StorageError::LastAdmin(last));
             }

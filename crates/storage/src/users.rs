@@ -9,6 +9,11 @@ use uuid::Uuid;
 
 use crate::{StorageError, Store, in_tx, lock_admins, with_pool, with_writer};
 
+/// Admins other than `$1` who can log in. An invited admin who never chose a password cannot
+/// manage anything yet, so they do not count towards the last-admin guard.
+pub(crate) const OTHER_ADMINS_WHO_CAN_LOG_IN: &str =
+    "SELECT COUNT(*) FROM users WHERE is_admin AND password_hash IS NOT NULL AND id <> $1";
+
 macro_rules! user_columns {
     () => {
         "id, email, name, password_hash, is_admin, created_at, updated_at"
@@ -256,17 +261,18 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
-    /// Deletes a user and their roles. Refuses to delete the last admin, so the platform can
-    /// always be managed.
+    /// Deletes a user and their roles. Refuses to delete the last admin who can log in, so the
+    /// platform can always be managed.
     pub async fn delete_user(&self, email: &Email) -> Result<User, StorageError> {
         let deleted = in_tx!(self, tx, d => {
             lock_admins!(tx, d);
             let user = user_in_tx!(tx, email);
             if user.is_admin {
-                let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_admin")
+                let others: i64 = sqlx::query_scalar(OTHER_ADMINS_WHO_CAN_LOG_IN)
+                    .bind(user.id.0)
                     .fetch_one(&mut *tx)
                     .await?;
-                if admins <= 1 {
+                if others == 0 {
                     return Err(StorageError::LastAdmin(user.email.to_string()));
                 }
             }

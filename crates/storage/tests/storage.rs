@@ -13,14 +13,27 @@ fn email(s: &str) -> Email {
     Email::parse(s).unwrap()
 }
 
+/// A user; admins have a password, so they count as admins who can log in (an invited admin
+/// without one does not: see `an_invited_admin_is_not_an_admin_who_can_log_in`).
 fn new_user(addr: &str, admin: bool) -> NewUser {
     NewUser {
         email: email(addr),
         name: UserName::parse("Test Person").unwrap(),
-        password_hash: None,
+        password_hash: admin.then(|| ADMIN_HASH.clone()),
         is_admin: admin,
     }
 }
+
+static ADMIN_HASH: std::sync::LazyLock<stackspin_domain::password::PasswordHash> =
+    std::sync::LazyLock::new(|| {
+        HashParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
+        .hash(&Password::new("an admin's own passphrase").unwrap())
+        .unwrap()
+    });
 
 fn new_app(name: &str) -> NewApp {
     NewApp {
@@ -139,6 +152,35 @@ async fn the_last_admin_cannot_be_deleted(store: &Store) {
         .unwrap();
     store.delete_user(&first.email).await.unwrap();
     assert!(store.user_by_id(first.id).await.unwrap().is_none());
+}
+
+/// An admin who was invited and never chose a password cannot manage anything: removing the
+/// last admin who can log in is refused though the invited one exists, by deletion, batch
+/// deletion and demotion alike.
+async fn an_invited_admin_is_not_an_admin_who_can_log_in(store: &Store) {
+    let root = store
+        .create_user(&new_user("root@example.org", true))
+        .await
+        .unwrap();
+    let mut invited = new_user("invited@example.org", true);
+    invited.password_hash = None;
+    let invited = store.create_user(&invited).await.unwrap();
+    let err = store.delete_user(&root.email).await.unwrap_err();
+    assert!(matches!(err, StorageError::LastAdmin(_)), "{err:?}");
+    let err = store.delete_users(&[root.id]).await.unwrap_err();
+    assert!(matches!(err, StorageError::LastAdmin(_)), "{err:?}");
+    let demote = stackspin_storage::UserPatch {
+        is_admin: Some(false),
+        ..Default::default()
+    };
+    let err = store
+        .update_user(root.id, root.updated_at, &demote)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::LastAdmin(_)), "{err:?}");
+    // The invited admin can go: root still manages the platform.
+    store.delete_user(&invited.email).await.unwrap();
+    assert!(store.user_by_id(root.id).await.unwrap().unwrap().is_admin);
 }
 
 async fn bootstrap_creates_the_first_admin_once(store: &Store) {
@@ -800,8 +842,12 @@ async fn platform_signals_count_people_and_queues(store: &Store) {
         })
         .await
         .unwrap();
+    // An invited admin: no password yet.
     store
-        .create_user(&new_user("cy@example.org", true))
+        .create_user(&NewUser {
+            password_hash: None,
+            ..new_user("cy@example.org", true)
+        })
         .await
         .unwrap();
     store
@@ -990,6 +1036,7 @@ on_both_backends!(
     users_round_trip_every_field,
     list_is_ordered_and_delete_removes,
     the_last_admin_cannot_be_deleted,
+    an_invited_admin_is_not_an_admin_who_can_log_in,
     bootstrap_creates_the_first_admin_once,
     concurrent_bootstraps_create_exactly_one_admin,
     concurrent_writers_all_succeed,

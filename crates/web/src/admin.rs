@@ -197,10 +197,10 @@ pub async fn create_user(
     };
     let mut errors = BTreeMap::new();
     let email = Email::parse(&form.email)
-        .map_err(|e| errors.insert("email", e.to_string()))
+        .map_err(|e| errors.insert("email", crate::problems::email(&e).to_owned()))
         .ok();
     let name = UserName::parse(&form.name)
-        .map_err(|e| errors.insert("name", e.to_string()))
+        .map_err(|e| errors.insert("name", crate::problems::name(&e).to_owned()))
         .ok();
     let mut roles = vec![];
     for (key, value) in &form.roles {
@@ -419,10 +419,10 @@ pub async fn edit_user(
     };
     let mut errors = BTreeMap::new();
     let email = Email::parse(&form.email)
-        .map_err(|e| errors.insert("email", e.to_string()))
+        .map_err(|e| errors.insert("email", crate::problems::email(&e).to_owned()))
         .ok();
     let name = UserName::parse(&form.name)
-        .map_err(|e| errors.insert("name", e.to_string()))
+        .map_err(|e| errors.insert("name", crate::problems::name(&e).to_owned()))
         .ok();
     let roles: Vec<(AppName, Role)> = form
         .roles
@@ -523,13 +523,17 @@ pub async fn delete_user_confirm(
     jar: CookieJar,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    if let Err(resp) = require_admin(&state, &jar, "/admin/users").await {
-        return resp;
-    }
+    let admin = match require_admin(&state, &jar, "/admin/users").await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
     let user = match load_user(&state, &id).await {
         Ok(u) => u,
         Err(resp) => return resp,
     };
+    if user.id == admin.id {
+        return own_account();
+    }
     let (jar, csrf) = session::csrf_token(&state, jar);
     let question = crate::texts::tf(
         "msg.admin.delete_user_question",
@@ -567,6 +571,9 @@ pub async fn delete_user(
         Ok(u) => u,
         Err(resp) => return resp,
     };
+    if user.id == admin.id {
+        return own_account();
+    }
     match state.store.delete_user(&user.email).await {
         Ok(deleted) => {
             state.outbox_wake.notify_one();
@@ -585,6 +592,28 @@ pub async fn delete_user(
         ),
         Err(e) => pages::internal_error(&e),
     }
+}
+
+/// Who a batch would touch, by name and address, for its confirmation.
+async fn batch_names(state: &AppState, ids: &[stackspin_domain::UserId]) -> Vec<String> {
+    let mut names = vec![];
+    for id in ids {
+        if let Ok(Some(u)) = state.store.user_by_id(*id).await {
+            names.push(format!("{} <{}>", u.name.as_str(), u.email));
+        }
+    }
+    names
+}
+
+/// Refuses an admin's deletion of their own account: one click from locking the organisation
+/// out, and never what a batch meant. Another admin can do it.
+fn own_account() -> Response {
+    pages::error_back(
+        StatusCode::CONFLICT,
+        crate::texts::t("msg.admin.cannot_delete_yourself"),
+        crate::texts::t("msg.admin.another_admin_can_delete_you"),
+        "/admin/users",
+    )
 }
 
 /// A form whose only field is its CSRF token (confirmations).
@@ -1010,11 +1039,15 @@ pub async fn batch(
         .filter_map(|(_, v)| parse_user_id(v))
         .collect();
     if ids.is_empty() {
-        return pages::error(
+        return pages::error_back(
             StatusCode::UNPROCESSABLE_ENTITY,
             crate::texts::t("msg.admin.nothing_selected"),
             crate::texts::t("msg.admin.select_one_or_more_users"),
+            "/admin/users",
         );
+    }
+    if get("action") == "delete" && ids.contains(&admin.id) {
+        return own_account();
     }
     match get("action") {
         "delete" if get("confirm") == "yes" => match state.store.delete_users(&ids).await {
@@ -1027,7 +1060,8 @@ pub async fn batch(
                     e.user_email = Some(u.email.to_string());
                     state.audit(e).await;
                 }
-                let what = crate::texts::tf("admin_users.n_users", [("n", deleted.len())]);
+                let what =
+                    crate::texts::tn("admin_users.n_users", deleted.len(), crate::texts::NONE);
                 let jar = session::flash(&state, jar, "deleted", &what);
                 (jar, Redirect::to("/admin/users")).into_response()
             }
@@ -1040,19 +1074,15 @@ pub async fn batch(
         },
         "delete" => {
             // Ask first, listing who would go.
-            let mut names = vec![];
-            for id in &ids {
-                if let Ok(Some(u)) = state.store.user_by_id(*id).await {
-                    names.push(u.email.to_string());
-                }
-            }
+            let names = batch_names(&state, &ids).await;
             let (jar, csrf) = session::csrf_token(&state, jar);
             (
                 jar,
-                pages::batch_delete_confirm(
+                pages::batch_confirm(
                     &csrf,
                     &ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
                     &names,
+                    None,
                 ),
             )
                 .into_response()
@@ -1066,6 +1096,29 @@ pub async fn batch(
                     crate::texts::t("msg.admin.pick_the_app_and_the"),
                 );
             };
+            if role == Role::Admin && get("confirm") != "yes" {
+                // Admin of an app sees and changes what everyone keeps there: ask first.
+                let label = state
+                    .store
+                    .app_by_name(&app)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|a| a.display_name.clone())
+                    .unwrap_or_else(|| app.to_string());
+                let names = batch_names(&state, &ids).await;
+                let (jar, csrf) = session::csrf_token(&state, jar);
+                return (
+                    jar,
+                    pages::batch_confirm(
+                        &csrf,
+                        &ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                        &names,
+                        Some((app.as_str(), &label)),
+                    ),
+                )
+                    .into_response();
+            }
             let changes: Vec<_> = ids
                 .iter()
                 .map(|id| (*id, app.clone(), None, role))

@@ -148,7 +148,10 @@ pub async fn change_password(
             StatusCode::UNPROCESSABLE_ENTITY,
         )),
         Err(PasswordChangeError::Invalid(e)) => Some((
-            crate::texts::tf("msg.dashboard.new_password_invalid", [("error", e)]),
+            crate::texts::tf(
+                "msg.dashboard.new_password_invalid",
+                [("error", crate::problems::password(&e))],
+            ),
             StatusCode::UNPROCESSABLE_ENTITY,
         )),
         Err(PasswordChangeError::Busy) => Some((

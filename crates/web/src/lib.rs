@@ -23,6 +23,7 @@ mod mfa;
 pub mod oidc;
 mod pages;
 pub mod platform;
+mod problems;
 mod recovery;
 mod server;
 mod session;
@@ -171,7 +172,7 @@ impl AppState {
     pub(crate) fn rehash_later(&self, user: stackspin_domain::UserId, password: String) {
         let state = self.clone();
         tokio::spawn(async move {
-            let Ok(pw) = Password::new(&password) else {
+            let Ok(pw) = Password::existing(&password) else {
                 return;
             };
             if let Some(hash) = state.hash_password(pw).await
@@ -226,8 +227,9 @@ impl AppState {
             return Err(PasswordChangeError::WrongCurrent);
         }
         throttle::succeeded(&self.store, &limits).await?;
-        let password = stackspin_domain::password::Password::new(new)
-            .map_err(|e| PasswordChangeError::Invalid(e.to_string()))?;
+        let personal = crate::problems::personal(user.email.as_str(), user.name.as_str());
+        let password = stackspin_domain::password::Password::new_for(new, &personal)
+            .map_err(PasswordChangeError::Invalid)?;
         let hash = self
             .hash_password(password)
             .await
@@ -348,8 +350,8 @@ impl HashPool {
 pub(crate) enum PasswordChangeError {
     Throttled,
     WrongCurrent,
-    /// The new password breaks a rule; the text says which.
-    Invalid(String),
+    /// The new password breaks a rule.
+    Invalid(stackspin_domain::password::PasswordError),
     Busy,
     Storage(stackspin_storage::StorageError),
 }
@@ -578,7 +580,7 @@ impl Application {
         let keys = oidc::keys::KeyRing::load(&store).await?;
         let params = options.hash_params;
         let dummy_hash = tokio::task::spawn_blocking(move || {
-            params.hash(&Password::new("dummy password for timing")?)
+            params.hash(&Password::existing("dummy password for timing")?)
         })
         .await
         .map_err(|e| WebError::Startup(e.to_string()))?

@@ -24,7 +24,20 @@ struct Message<'a> {
     link: Option<(&'a str, &'a str)>,
 }
 
-/// A page explaining why a request could not be served.
+/// A page explaining why a request could not be served, with a way back to where it came
+/// from, so it is never a dead end.
+pub fn error_back(status: StatusCode, title: &str, message: &str, back: &str) -> Response {
+    render(
+        status,
+        &Message {
+            title,
+            message,
+            link: Some((back, texts::t("common.go_back"))),
+        },
+    )
+}
+
+/// A page explaining why a request could not be served. It links to the start page.
 pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
     render(
         status,
@@ -468,7 +481,8 @@ struct Confirm<'a> {
     cancel: &'a str,
 }
 
-/// "Are you sure?" for destructive actions: a form that POSTs to `action`.
+/// "Are you sure?" for destructive actions that cannot be undone (deleting a person or an
+/// app, replacing a secret): a red button, and a form that POSTs to `action`.
 pub fn confirm(
     csrf: &str,
     title: &str,
@@ -684,10 +698,26 @@ struct BatchDelete<'a> {
     csrf: &'a str,
     ids: &'a [String],
     names: &'a [String],
+    /// Granting admin in an app (its name and label) rather than deleting.
+    grant: Option<(&'a str, &'a str)>,
 }
 
-pub fn batch_delete_confirm(csrf: &str, ids: &[String], names: &[String]) -> Response {
-    render(StatusCode::OK, &BatchDelete { csrf, ids, names })
+/// Asks before a batch deletes people or makes them admins of an app, listing who.
+pub fn batch_confirm(
+    csrf: &str,
+    ids: &[String],
+    names: &[String],
+    grant: Option<(&str, &str)>,
+) -> Response {
+    render(
+        StatusCode::OK,
+        &BatchDelete {
+            csrf,
+            ids,
+            names,
+            grant,
+        },
+    )
 }
 
 #[derive(Template)]

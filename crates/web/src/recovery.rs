@@ -121,7 +121,7 @@ fn link_invalid() -> Response {
     pages::error(
         StatusCode::BAD_REQUEST,
         crate::texts::t("msg.recovery.this_link_does_not_work"),
-        "The link has expired or was already used. Ask for a new one with \"Forgot password?\" on the login page.",
+        crate::texts::t("msg.recovery.the_link_has_expired"),
     )
 }
 
@@ -196,9 +196,10 @@ pub async fn reset_submit(
     if f.password != f.confirm {
         return retry(crate::texts::t("msg.recovery.the_two_passwords_are_not"));
     }
-    let password = match Password::new(&f.password) {
+    let personal = crate::problems::personal(user.email.as_str(), user.name.as_str());
+    let password = match Password::new_for(&f.password, &personal) {
         Ok(p) => p,
-        Err(e) => return retry(&capitalise(&e.to_string())),
+        Err(e) => return retry(&crate::problems::password(&e)),
     };
     let Some(hash) = state.hash_password(password).await else {
         return retry(crate::texts::t("msg.recovery.the_server_is_busy_try"));
@@ -224,13 +225,5 @@ pub async fn reset_submit(
         }
         Ok(None) => link_invalid(),
         Err(e) => pages::internal_error(&e),
-    }
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => first.to_uppercase().collect::<String>() + c.as_str() + ".",
-        None => String::new(),
     }
 }

@@ -188,7 +188,11 @@ impl StatusPage<'_> {
             format!("{:.1}", n.cpu_cores)
         };
         with_usage(
-            texts::tf("admin_status.cores", [("n", cores)]),
+            texts::tn(
+                "admin_status.cores",
+                usize::from(n.cpu_cores == 1.0),
+                [("cores", cores)],
+            ),
             n.cpu_used_share(),
         )
     }
@@ -210,10 +214,10 @@ impl StatusPage<'_> {
     fn verdict(&self, c: &CertificateLine) -> String {
         match (c.verdict, c.days_left) {
             (CertificateVerdict::Valid, Some(d)) => {
-                texts::tf("admin_status.cert_valid", [("days", d)])
+                texts::tn("admin_status.cert_valid", d, texts::NONE)
             }
             (CertificateVerdict::Expiring, Some(d)) => {
-                texts::tf("admin_status.cert_expiring", [("days", d)])
+                texts::tn("admin_status.cert_expiring", d, texts::NONE)
             }
             (CertificateVerdict::Expired, _) => texts::t("admin_status.cert_expired").into(),
             _ => texts::t("admin_status.cert_not_issued").into(),

@@ -2,7 +2,9 @@
 //! looked up by key, so that a translation is one more file, not a hunt through templates.
 //!
 //! Templates call `texts::t("key")`, or `texts::tf("key", [("name", value)])` (values of one type that implements `Display`) for texts
-//! with `{name}` placeholders; handlers do the same. A key missing from the catalogue shows
+//! with `{name}` placeholders; handlers do the same. A text that counts something is a table
+//! with `one` and `other` forms, picked by `texts::tn("key", n, [...])`, so "1 user" never
+//! reads "1 users". A key missing from the catalogue shows
 //! as the key itself (never a panic), and a test checks that every key used exists and every
 //! key in the catalogue is used.
 
@@ -57,6 +59,58 @@ pub fn tf<'a, V: std::fmt::Display>(
     text
 }
 
+/// The form of a counted text for `n` (`key.one` or `key.other`, English's two plural
+/// forms), with `{n}` and each `{name}` replaced. A translation with more forms adds keys here,
+/// not in the templates.
+pub fn tn<'a, V: std::fmt::Display>(
+    key: &'static str,
+    n: impl Count,
+    values: impl AsRef<[(&'a str, V)]>,
+) -> String {
+    let form = if n.is_one() { "one" } else { "other" };
+    let mut text = CATALOGUE
+        .get(&format!("{key}.{form}"))
+        .cloned()
+        .unwrap_or_else(|| key.to_owned());
+    text = text.replace("{n}", &n.shown());
+    for (name, value) in values.as_ref() {
+        text = text.replace(&format!("{{{name}}}"), &value.to_string());
+    }
+    text
+}
+
+/// What `tn` counts: any integer, as templates hold them.
+pub trait Count {
+    fn is_one(&self) -> bool;
+    fn shown(&self) -> String;
+}
+
+macro_rules! count_ints {
+    ($($t:ty),*) => {$(
+        impl Count for $t {
+            fn is_one(&self) -> bool {
+                *self == 1
+            }
+            fn shown(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+count_ints!(u8, u16, u32, u64, usize, i32, i64);
+
+impl<T: Count + ?Sized> Count for &T {
+    fn is_one(&self) -> bool {
+        (**self).is_one()
+    }
+    fn shown(&self) -> String {
+        (**self).shown()
+    }
+}
+
+/// No values besides the count.
+pub const NONE: [(&str, &str); 0] = [];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +122,9 @@ mod tests {
         let map = parse("[a]\nb = \"Hello {name}, {n} new\"");
         assert_eq!(map["a.b"], "Hello {name}, {n} new");
         assert_eq!(t("no.such.key"), "no.such.key");
+        assert_eq!(tn("admin_users.count", 1, NONE), "1 user.");
+        assert_eq!(tn("admin_users.count", 2, NONE), "2 users.");
+        assert_eq!(tn("admin_users.count", 0, NONE), "0 users.");
         assert_eq!(
             tf(
                 "home.signed_in_as",
@@ -98,11 +155,17 @@ mod tests {
                     }
                 }
                 // rustfmt may put the key on the line after the call.
-                for call in ["texts::t(", "texts::tf("] {
+                for call in ["texts::t(", "texts::tf(", "texts::tn("] {
                     for (i, _) in source.match_indices(call) {
                         let rest = source[i + call.len()..].trim_start();
                         if let Some(rest) = rest.strip_prefix('"') {
-                            used.insert(rest[..rest.find('"').unwrap()].to_owned());
+                            let key = rest[..rest.find('"').unwrap()].to_owned();
+                            if call == "texts::tn(" {
+                                used.insert(format!("{key}.one"));
+                                used.insert(format!("{key}.other"));
+                            } else {
+                                used.insert(key);
+                            }
                         }
                     }
                 }

@@ -97,7 +97,7 @@ async fn the_users_table_searches_sorts_and_pages_on_the_server() {
         .text()
         .await
         .unwrap();
-    assert!(html.contains("10 users matching"), "{html}");
+    assert!(html.contains("10 users match"), "{html}");
     let html = b
         .get(p.url("/admin/users?sort=name&order=desc"))
         .send()
@@ -844,6 +844,34 @@ async fn batch_role_change_and_batch_delete_with_confirmation() {
             ("action", "role"),
             ("app", "wiki"),
             ("role", "admin"),
+            ("ids", a.as_str()),
+            ("ids", bo.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    // Granting admin asks first, naming everyone, and changes nothing until confirmed.
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("Make 2 people admins of") && html.contains("ada@example.org"),
+        "{html}"
+    );
+    assert!(
+        p.store
+            .roles_of(ada.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.1 != Role::Admin)
+    );
+    let resp = b
+        .post(p.url("/admin/users/batch"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action", "role"),
+            ("app", "wiki"),
+            ("role", "admin"),
+            ("confirm", "yes"),
             ("ids", a.as_str()),
             ("ids", bo.as_str()),
         ])

@@ -410,7 +410,8 @@ async fn an_admin_token_does_what_the_admin_pages_do() {
     .await;
     assert_eq!(status, 404);
 
-    // The last admin stays.
+    // An admin cannot delete themself (the last admin guard itself is the storage's, tested
+    // there and on the pages).
     let (_, root) = call(&p, &http, t, Method::GET, "/api/v1/users?q=root", None).await;
     let root_id = root["users"][0]["id"].as_str().unwrap();
     let (status, err) = call(
@@ -422,7 +423,7 @@ async fn an_admin_token_does_what_the_admin_pages_do() {
         None,
     )
     .await;
-    assert_eq!((status, err["error"].as_str()), (409, Some("last_admin")));
+    assert_eq!((status, err["error"].as_str()), (409, Some("own_account")));
 }
 
 #[tokio::test]

@@ -141,7 +141,12 @@ pub async fn change_password(
                 "the current password is not right".into(),
             )]));
         }
-        Err(PasswordChangeError::Invalid(e)) => return Err(ApiError::invalid(vec![("new", e)])),
+        Err(PasswordChangeError::Invalid(e)) => {
+            return Err(ApiError::invalid(vec![(
+                "new",
+                crate::problems::password(&e),
+            )]));
+        }
         Err(PasswordChangeError::Busy) => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

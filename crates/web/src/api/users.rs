@@ -147,10 +147,14 @@ pub async fn create(
     let roles = parse_roles(&b.roles)
         .map_err(|e| errors.push(("roles", e)))
         .ok();
+    let personal = crate::problems::personal(
+        b.email.as_deref().unwrap_or_default(),
+        b.name.as_deref().unwrap_or_default(),
+    );
     let password = match b
         .password
         .as_deref()
-        .map(stackspin_domain::password::Password::new)
+        .map(|p| stackspin_domain::password::Password::new_for(p, &personal))
     {
         None => Some(None),
         Some(Ok(p)) => Some(Some(p)),
@@ -352,6 +356,9 @@ pub async fn delete(
     super::extract::ApiPath(id): super::extract::ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let user = load(&state, &id).await?;
+    if user.id == admin.0.user.id {
+        return Err(own_account());
+    }
     let deleted = state.store.delete_user(&user.email).await?;
     // Deleting ends the person's app sessions: tell the apps now.
     state.outbox_wake.notify_one();
@@ -404,6 +411,16 @@ pub struct BatchBody {
     role: Option<String>,
 }
 
+/// An admin deleting their own account would be one click from locking the organisation out
+/// (and it is never what a batch meant); another admin can do it.
+fn own_account() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "own_account",
+        "you cannot delete your own account; another admin can",
+    )
+}
+
 /// The users page's batch actions: delete many, or give many one role in an app. All or
 /// nothing: an unknown id, an unknown app or removing every admin changes nobody.
 pub async fn batch(
@@ -430,6 +447,9 @@ pub async fn batch(
         .collect::<Result<Vec<_>, _>>()?;
     match b.action.as_str() {
         "delete" => {
+            if ids.contains(&admin.0.user.id) {
+                return Err(own_account());
+            }
             for id in &ids {
                 if state.store.user_by_id(*id).await?.is_none() {
                     return Err(ApiError::new(

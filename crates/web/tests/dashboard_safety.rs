@@ -1,0 +1,201 @@
+//! The Dashboard's guard rails in a real browser (chromium through chromedriver): an admin
+//! cannot lock the organisation out, dangerous actions ask first and look dangerous, weak
+//! passwords are refused with advice, and error pages always lead somewhere.
+#![allow(clippy::unwrap_used)]
+
+mod browser_support;
+mod support;
+
+use browser_support::Browser;
+use stackspin_domain::{Email, NewUser, Role, UserName};
+use support::*;
+
+async fn user_id(p: &Provider, email: &str) -> stackspin_domain::UserId {
+    p.store
+        .user_by_email(&Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+async fn role_in(p: &Provider, email: &str) -> Role {
+    let id = user_id(p, email).await;
+    p.store
+        .roles_of(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(app, _)| app.as_str() == "wiki")
+        .map(|(_, r)| r)
+        .unwrap_or(Role::User)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_cannot_lock_the_organisation_out() {
+    let p = start(fast_options()).await;
+    let root = p.user("root@example.org", true).await;
+    p.user("member@example.org", false).await;
+    p.app(AppSpec::default()).await;
+    // A second admin who was invited and never chose a password: they cannot log in, so they
+    // do not count as someone who could still manage the platform.
+    p.store
+        .create_user(&NewUser {
+            email: Email::parse("invited-admin@example.org").unwrap(),
+            name: UserName::parse("Invited Admin").unwrap(),
+            password_hash: None,
+            is_admin: true,
+        })
+        .await
+        .unwrap();
+    let b = Browser::start().await;
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+
+    // The batch bar starts on no action at all (it used to start on "Set role … Admin").
+    b.click("nav-users").await;
+    b.wait_for_text("3 users.").await;
+    let chosen = b
+        .client
+        .execute(
+            "return [document.getElementById('batch-action').value, \
+             document.getElementById('batch-role').value];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(chosen, serde_json::json!(["", "user"]));
+
+    // Making someone an admin of an app asks first, naming them; cancelling changes nothing.
+    let member = user_id(&p, "member@example.org").await;
+    b.click_css(&format!("input[name=ids][value='{member}']"))
+        .await;
+    b.select("batch-action", "role").await;
+    b.select("batch-app", "wiki").await;
+    b.select("batch-role", "admin").await;
+    b.click("batch-submit").await;
+    b.wait_for_text("Make 1 person an admin of").await;
+    assert!(b.text("batch-names").await.contains("member@example.org"));
+    b.click("confirm-cancel").await;
+    b.wait_for_text("3 users.").await;
+    assert_eq!(role_in(&p, "member@example.org").await, Role::User);
+
+    // An admin cannot delete themself: not from their page, not in a batch.
+    b.client
+        .goto(&p.url(&format!("/admin/users/{}/delete", root.id)))
+        .await
+        .unwrap();
+    b.wait_for_text("You cannot delete your own account").await;
+    assert_eq!(b.text("message-link").await, "Go back");
+    b.click("message-link").await;
+    b.wait_for_text("3 users.").await;
+    b.click_css(&format!("input[name=ids][value='{}']", root.id))
+        .await;
+    b.select("batch-action", "delete").await;
+    b.click("batch-submit").await;
+    b.wait_for_text("You cannot delete your own account").await;
+    assert!(p.store.user_by_id(root.id).await.unwrap().is_some());
+
+    // Nor give up being an admin while the only other admin has never logged in.
+    b.client
+        .goto(&p.url(&format!("/admin/users/{}", root.id)))
+        .await
+        .unwrap();
+    b.click_css("input[name=is_admin]").await;
+    b.click("save-user").await;
+    assert_eq!(
+        b.text("edit-notice").await,
+        "This is the last admin: make someone else an admin first."
+    );
+    assert!(p.store.user_by_id(root.id).await.unwrap().unwrap().is_admin);
+
+    // Deleting someone else asks first, in red, and says it cannot be undone.
+    b.client
+        .goto(&p.url(&format!("/admin/users/{member}/delete")))
+        .await
+        .unwrap();
+    assert_eq!(b.text("cannot-undo").await, "This cannot be undone.");
+    let class = b
+        .client
+        .execute(
+            "return document.getElementById('confirm-submit').className;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(class, "danger");
+    b.click("confirm-submit").await;
+    b.wait_for_text("Deleted member@example.org").await;
+
+    // "Nothing selected" leads back instead of ending the road.
+    b.select("batch-action", "delete").await;
+    b.click("batch-submit").await;
+    b.wait_for_text("Nothing selected").await;
+    b.click("message-link").await;
+    b.wait_for_text("2 users.").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_passwords_are_refused_with_advice_and_forms_speak_plainly() {
+    let p = start(fast_options()).await;
+    p.user("root@example.org", true).await;
+    let member = p.user("ada.lovelace@example.org", false).await;
+    let b = Browser::start().await;
+    b.log_in(&p, "ada.lovelace@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+
+    // Twelve characters used to be enough, whatever they were.
+    for (weak, advice) in [
+        (
+            "aaaaaaaaaaaa",
+            "Repeated letters or words are easy to guess.",
+        ),
+        ("password1234", "one that many people use"),
+        ("adalovelace1815", "leans on your name or email address"),
+    ] {
+        b.client.goto(&p.url("/account")).await.unwrap();
+        b.fill("current", PASSWORD).await;
+        b.fill("password", weak).await;
+        b.fill("confirm", weak).await;
+        b.click("password-submit").await;
+        let notice = b.text("account-notice").await;
+        assert!(notice.contains(advice), "{weak:?}: {notice}");
+    }
+    let unchanged = p.store.user_by_id(member.id).await.unwrap().unwrap();
+    assert!(
+        cheap_params()
+            .verify(PASSWORD, unchanged.password_hash.as_ref().unwrap())
+            .matched()
+    );
+    b.client.goto(&p.url("/account")).await.unwrap();
+    b.fill("current", PASSWORD).await;
+    b.fill("password", "violet tractor Lisbon harbour").await;
+    b.fill("confirm", "violet tractor Lisbon harbour").await;
+    b.click("password-submit").await;
+    let notice = b.text("account-notice").await;
+    assert!(!notice.contains("guess"), "{notice}");
+    b.close().await;
+
+    // An admin adding someone reads sentences, not parser output; counts read as English.
+    let b = Browser::start().await;
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+    b.client.goto(&p.url("/admin/users/new")).await.unwrap();
+    b.fill("name", "Grace").await;
+    b.fill("email", "grace.example.org").await;
+    // The browser's own check would stop an address without "@" before the server sees it.
+    b.client
+        .execute("document.getElementById('email').type = 'text';", vec![])
+        .await
+        .unwrap();
+    b.click("create-user").await;
+    let error = b.text("email-error").await;
+    assert_eq!(
+        error,
+        "An email address has an @ in it, as in ada@example.org."
+    );
+    b.client.goto(&p.url("/admin/users?q=root")).await.unwrap();
+    assert_eq!(b.text("user-count").await, "1 user matches “root”.");
+    b.close().await;
+}
