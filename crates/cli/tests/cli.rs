@@ -384,6 +384,18 @@ async fn bad_input_is_one_clear_line_and_changes_nothing() {
         "short\n",
     );
     assert_one_line_error(&out, "password too short");
+    let out = site.run_stdin(
+        &[
+            "user",
+            "add",
+            "p@example.org",
+            "--name",
+            "P",
+            "--password-stdin",
+        ],
+        "aaaaaaaaaaaa\n",
+    );
+    assert_one_line_error(&out, "password too easy to guess: repeated characters");
 
     // Nothing was half-written by any of the failures.
     assert_eq!(site.json(&["user", "list"]).as_array().unwrap().len(), 1);
