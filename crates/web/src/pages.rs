@@ -230,6 +230,24 @@ struct MfaSetup<'a> {
     return_to: &'a str,
     required: bool,
     error: Option<&'a str>,
+    /// The `otpauth://` address as a QR code, inline SVG markup made here from `uri`.
+    qr: Option<String>,
+}
+
+/// The enrolment address as an inline SVG QR code, so fifty people scan instead of typing a
+/// 32-character key. `None` if the address does not fit a QR code (it always does in practice;
+/// the key and the link remain on the page).
+fn qr_svg(uri: &str) -> Option<String> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    // Inline in the page: the XML declaration belongs to files, not to HTML.
+    let start = svg.find("<svg")?;
+    Some(svg[start..].to_owned())
 }
 
 pub fn mfa_setup(
@@ -250,6 +268,7 @@ pub fn mfa_setup(
             return_to,
             required,
             error,
+            qr: qr_svg(uri),
         },
     )
 }
@@ -284,6 +303,22 @@ struct RecoveryCodes<'a> {
 
 pub fn recovery_codes(codes: &[String], return_to: &str) -> Response {
     render(StatusCode::OK, &RecoveryCodes { codes, return_to })
+}
+
+impl RecoveryCodes<'_> {
+    /// The codes as a text file to save, in a `data:` address (they are on the page already;
+    /// a download needs no script and no second request that could be replayed).
+    fn download(&self) -> String {
+        let mut text = String::from("Stackspin recovery codes\r\n\r\n");
+        for c in self.codes {
+            text.push_str(c);
+            text.push_str("\r\n");
+        }
+        let encoded: String = url::form_urlencoded::byte_serialize(text.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        format!("data:text/plain;charset=utf-8,{encoded}")
+    }
 }
 
 #[derive(Template)]

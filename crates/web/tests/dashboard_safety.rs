@@ -199,3 +199,91 @@ async fn weak_passwords_are_refused_with_advice_and_forms_speak_plainly() {
     assert_eq!(b.text("user-count").await, "1 user matches “root”.");
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_step_setup_has_a_qr_code_a_way_out_and_codes_to_keep() {
+    use stackspin_identity::totp;
+    let p = start(fast_options()).await;
+    p.user("root@example.org", true).await;
+    p.user("grace@example.org", false).await;
+    p.store
+        .set_setting(stackspin_web::MFA_SETTING, "everyone")
+        .await
+        .unwrap();
+    let b = Browser::start().await;
+
+    // Required for everyone: the forced setup page shows a QR code of the enrolment address
+    // and a way out.
+    b.log_in(&p, "grace@example.org", PASSWORD).await;
+    let secret = b.text("totp-secret").await;
+    let uri = b
+        .client
+        .execute(
+            "return document.getElementById('totp-uri').getAttribute('href');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let uri = uri.as_str().unwrap().to_owned();
+    assert!(
+        uri.starts_with("otpauth://totp/") && uri.contains(&secret),
+        "{uri}"
+    );
+    let shown = b
+        .client
+        .execute(
+            "const f = document.getElementById('totp-qr'); const s = f.querySelector('svg'); \
+             const r = s.getBoundingClientRect(); \
+             return [s.outerHTML, r.width, f.getAttribute('aria-label')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    // The drawing is the QR code of exactly that address (the same encoder, as modules).
+    let expected = qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)
+        .unwrap()
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .build();
+    let path_of = |svg: &str| {
+        let i = svg.find(" d=\"").unwrap();
+        svg[i..].split('"').nth(1).unwrap().to_owned()
+    };
+    assert_eq!(path_of(shown[0].as_str().unwrap()), path_of(&expected));
+    assert!(shown[1].as_f64().unwrap() >= 200.0, "{shown}");
+    assert!(shown[2].as_str().unwrap().contains("QR code"));
+    b.click("setup-logout").await;
+    b.wait_for_text("You are logged out").await;
+
+    // Setting it up ends with recovery codes that can be saved as a file.
+    b.log_in(&p, "grace@example.org", PASSWORD).await;
+    let secret = b.text("totp-secret").await;
+    let key = totp::base32_decode(&secret).unwrap();
+    let step = chrono::Utc::now().timestamp() / totp::STEP_SECONDS;
+    b.fill("code", &totp::code_at(&key, step)).await;
+    b.click("enrol-submit").await;
+    let codes = b.text("recovery-codes").await;
+    let link = b
+        .client
+        .execute(
+            "const a = document.getElementById('download-codes'); \
+             return [a.getAttribute('href'), a.getAttribute('download')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(link[1], "stackspin-recovery-codes.txt");
+    let href = link[0].as_str().unwrap();
+    let body = href.strip_prefix("data:text/plain;charset=utf-8,").unwrap();
+    let text: String = url::form_urlencoded::parse(format!("t={body}").as_bytes())
+        .next()
+        .unwrap()
+        .1
+        .into_owned();
+    let lines: Vec<&str> = codes.lines().map(str::trim).collect();
+    assert_eq!(lines.len(), 10, "{codes}");
+    for code in lines {
+        assert!(text.contains(code), "{code} not in the download");
+    }
+    b.close().await;
+}
