@@ -381,6 +381,15 @@ pub enum UserCommand {
     Delete { email: String },
     /// End all of a user's sessions, in Stackspin and (through back-channel logout) in apps.
     Logout { email: String },
+    /// Mail a fresh invitation (someone who never chose a password) or password reset link;
+    /// with --print, print a single-use link to hand over instead (earlier unused links stop
+    /// working).
+    Link {
+        email: String,
+        /// Print the link instead of mailing it (when mail is off or does not arrive).
+        #[arg(long)]
+        print: bool,
+    },
     /// Set a user's role in one app: admin, user or none (no access).
     SetRole {
         email: String,

@@ -148,6 +148,96 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
                 format!("Deleted {} <{}>.", user.name.as_str(), user.email)
             })
         }
+        UserCommand::Link { email, print } => {
+            let email = Email::parse(&email)?;
+            if !print && settings.mail.is_none() {
+                anyhow::bail!(
+                    "outgoing mail is not set up, so no link can be mailed: use --print to get one to hand over"
+                );
+            }
+            let store = open_existing_store(settings).await?;
+            let user = store
+                .user_by_email(&email)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user with email {email}"))?;
+            // The same lifetimes as the Dashboard's links: a week to accept an invitation,
+            // an hour for a reset.
+            let (purpose, lifetime) = if user.has_password() {
+                (LinkPurpose::Reset, chrono::Duration::hours(1))
+            } else {
+                (LinkPurpose::Invite, chrono::Duration::days(7))
+            };
+            let token = random_token(32);
+            let link = format!(
+                "{}/reset?token={token}",
+                crate::served_public_url(settings, &store).await
+            );
+            let expires_at = chrono::Utc::now() + lifetime;
+            let new = NewLink {
+                token_hash: hash_secret(&token),
+                purpose,
+                expires_at,
+            };
+            if print {
+                store.issue_handover_link(user.id, &new).await?;
+            } else {
+                let (subject, body) = if purpose == LinkPurpose::Invite {
+                    stackspin_domain::mail::invitation(
+                        user.name.as_str(),
+                        &link,
+                        lifetime.num_days(),
+                    )
+                } else {
+                    stackspin_domain::mail::password_reset(
+                        user.name.as_str(),
+                        &link,
+                        lifetime.num_minutes(),
+                    )
+                };
+                let mail = OutgoingMail {
+                    to: user.email.to_string(),
+                    subject,
+                    body,
+                };
+                store.issue_link(user.id, &new, &mail).await?;
+            }
+            let kind = match (purpose, print) {
+                (LinkPurpose::Invite, false) => "invitation.sent",
+                (LinkPurpose::Invite, true) => "invitation.link_created",
+                (LinkPurpose::Reset, false) => "recovery.sent_by_admin",
+                (LinkPurpose::Reset, true) => "recovery.link_created",
+            };
+            audit(&store, kind, &user, None).await;
+            let what = if purpose == LinkPurpose::Invite {
+                "invitation"
+            } else {
+                "password reset"
+            };
+            output::emit(
+                json,
+                &serde_json::json!({
+                    "email": user.email,
+                    "purpose": purpose.as_str(),
+                    "mailed": !print,
+                    "link": print.then_some(&link),
+                    "expires_at": expires_at.to_rfc3339(),
+                }),
+                || {
+                    if print {
+                        format!(
+                            "{link}\nSingle-use {what} link for {}, valid until {}. Whoever has it can set the password: hand it over privately.",
+                            user.email,
+                            expires_at.format("%Y-%m-%d %H:%M UTC")
+                        )
+                    } else {
+                        format!(
+                            "Queued a {what} mail to {}; the running server sends it.",
+                            user.email
+                        )
+                    }
+                },
+            )
+        }
         UserCommand::Logout { email } => {
             let email = Email::parse(&email)?;
             let store = open_existing_store(settings).await?;

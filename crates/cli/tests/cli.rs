@@ -32,6 +32,20 @@ async fn operator_story(site: Site) {
     let alice = site.json(&["user", "add", "alice@example.org", "--name", "Alice"]);
     assert_eq!(alice["has_password"], false);
     assert!(alice.get("password_hash").is_none());
+    // No outgoing mail here: a mailed link is refused, a printed one is handed over.
+    assert_one_line_error(
+        &site.run(&["user", "link", "alice@example.org"]),
+        "outgoing mail is not set up",
+    );
+    let handed = site.json(&["user", "link", "alice@example.org", "--print"]);
+    assert_eq!(handed["purpose"], "invite");
+    let link = handed["link"].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!("{served}/reset?token=")),
+        "{link}"
+    );
+    let page = reqwest::get(link).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Welcome to Stackspin"), "{page}");
     let out = site.run_stdin(
         &[
             "user",

@@ -36,7 +36,7 @@ pub enum LinkPurpose {
 }
 
 impl LinkPurpose {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             LinkPurpose::Reset => "reset",
             LinkPurpose::Invite => "invite",
@@ -138,6 +138,36 @@ impl Store {
         let sealed_mail = self.sealed_mail(mail)?;
         in_tx!(self, tx, _d => {
             insert_link_and_mail!(tx, user, link, &sealed_mail);
+        });
+        Ok(())
+    }
+
+    /// Stores a link an admin hands over themselves (no mail). Earlier unused links of that
+    /// person stop working in the same transaction, so only the link last handed out opens
+    /// the account.
+    pub async fn issue_handover_link(
+        &self,
+        user: UserId,
+        link: &NewLink,
+    ) -> Result<(), StorageError> {
+        let now = Utc::now();
+        in_tx!(self, tx, _d => {
+            sqlx::query("UPDATE user_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+                .bind(now)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO user_tokens (token_hash, user_id, purpose, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&link.token_hash)
+            .bind(user.0)
+            .bind(link.purpose.as_str())
+            .bind(now)
+            .bind(link.expires_at)
+            .execute(&mut *tx)
+            .await?;
         });
         Ok(())
     }

@@ -111,6 +111,7 @@ pub async fn users(
         total: result.total,
         users: result.users,
         created: notice_value("created"),
+        created_no_mail: notice_value("created_no_mail"),
         deleted: notice_value("deleted"),
         changed: notice_value("changed").and_then(|n| n.parse().ok()),
         is_admin: admin.is_admin,
@@ -265,7 +266,7 @@ pub async fn create_user(
     let user = match created {
         Ok(u) => u,
         Err(stackspin_storage::StorageError::DuplicateEmail(_)) => {
-            errors.insert("email", "a user with this email already exists".into());
+            errors.insert("email", crate::texts::t("msg.admin.email_taken").to_owned());
             return render_new_user(&state, jar, &form, &errors, StatusCode::CONFLICT).await;
         }
         Err(e) => return pages::internal_error(&e),
@@ -276,7 +277,13 @@ pub async fn create_user(
     e.user_id = Some(user.id.0);
     e.user_email = Some(user.email.to_string());
     state.audit(e).await;
-    let jar = session::flash(&state, jar, "created", user.email.as_str());
+    // Say the truth about the invitation: without outgoing mail it went nowhere.
+    let key = if state.mailer.is_some() {
+        "created"
+    } else {
+        "created_no_mail"
+    };
+    let jar = session::flash(&state, jar, key, user.email.as_str());
     (jar, Redirect::to("/admin/users")).into_response()
 }
 
@@ -284,7 +291,7 @@ fn parse_user_id(id: &str) -> Option<stackspin_domain::UserId> {
     uuid::Uuid::parse_str(id).ok().map(stackspin_domain::UserId)
 }
 
-async fn load_user(state: &AppState, id: &str) -> Result<User, Response> {
+pub(crate) async fn load_user(state: &AppState, id: &str) -> Result<User, Response> {
     let missing = || {
         pages::error(
             StatusCode::NOT_FOUND,
@@ -336,6 +343,17 @@ pub async fn edit_user_form(
     .await
 }
 
+/// The edit form with stored values and a notice (after sending a link, say).
+pub(crate) async fn render_edit_with(
+    state: &AppState,
+    jar: CookieJar,
+    user: &User,
+    notice: Option<(&str, bool)>,
+    status: StatusCode,
+) -> Response {
+    render_edit(state, jar, user, None, &BTreeMap::new(), notice, status).await
+}
+
 /// The edit form, either with the stored values or with what the admin typed (`typed`).
 async fn render_edit(
     state: &AppState,
@@ -378,6 +396,8 @@ async fn render_edit(
         error_name: errors.get("name").cloned(),
         error_email: errors.get("email").cloned(),
         notice: notice.map(|(m, good)| (m.to_owned(), good)),
+        has_password: user.has_password(),
+        mail_on: state.mailer.is_some(),
     };
     let (jar, csrf) = session::csrf_token(state, jar);
     (jar, pages::admin_edit_user(&csrf, &view, status)).into_response()

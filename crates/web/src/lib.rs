@@ -9,6 +9,7 @@ mod admin;
 mod admin_apps;
 mod admin_backups;
 mod admin_catalog;
+mod admin_links;
 mod alerts;
 pub mod api;
 mod client;
@@ -434,6 +435,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/admin/users/{id}",
             get(admin::edit_user_form).post(admin::edit_user),
+        )
+        .route("/admin/users/{id}/send-link", post(admin_links::send))
+        .route(
+            "/admin/users/{id}/handover-link",
+            post(admin_links::handover),
         )
         .route(
             "/admin/users/{id}/delete",

@@ -405,6 +405,8 @@ pub struct UsersView {
     pub total: u64,
     pub users: Vec<stackspin_domain::User>,
     pub created: Option<String>,
+    /// Added while outgoing mail is off: no invitation went out.
+    pub created_no_mail: Option<String>,
     pub deleted: Option<String>,
     pub changed: Option<u32>,
     pub is_admin: bool,
@@ -492,6 +494,10 @@ pub struct EditUserView {
     pub error_name: Option<String>,
     pub error_email: Option<String>,
     pub notice: Option<(String, bool)>,
+    /// Whether they chose a password (a reset) or not yet (an invitation).
+    pub has_password: bool,
+    /// Whether outgoing mail is set up.
+    pub mail_on: bool,
 }
 
 #[derive(Template)]
@@ -503,6 +509,36 @@ struct AdminEditUser<'a> {
 
 pub fn admin_edit_user(csrf: &str, v: &EditUserView, status: StatusCode) -> Response {
     render(status, &AdminEditUser { csrf, v })
+}
+
+#[derive(Template)]
+#[template(path = "handover_link.html")]
+struct HandoverLink<'a> {
+    csrf: &'a str,
+    user: &'a stackspin_domain::User,
+    invite: bool,
+    link: &'a str,
+    expires: &'a str,
+}
+
+/// A single-use invitation or reset link, shown once for the admin to hand over.
+pub fn handover_link(
+    csrf: &str,
+    user: &stackspin_domain::User,
+    invite: bool,
+    link: &str,
+    expires: &str,
+) -> Response {
+    render(
+        StatusCode::OK,
+        &HandoverLink {
+            csrf,
+            user,
+            invite,
+            link,
+            expires,
+        },
+    )
 }
 
 #[derive(Template)]

@@ -40,6 +40,11 @@ async fn call(
 
 fn admin_endpoints(user_id: &str) -> Vec<(Method, String, Option<Value>)> {
     vec![
+        (
+            Method::POST,
+            format!("/api/v1/users/{user_id}/link"),
+            Some(json!({"mail": false})),
+        ),
         (Method::GET, "/api/v1/users".into(), None),
         (
             Method::POST,
@@ -424,6 +429,65 @@ async fn an_admin_token_does_what_the_admin_pages_do() {
     )
     .await;
     assert_eq!((status, err["error"].as_str()), (409, Some("own_account")));
+}
+
+/// An admin helps someone in through the API: without mail, a mailed link is refused and a
+/// hand-over link is returned once; the link opens the reset page; both uses are audited.
+#[tokio::test]
+async fn an_admin_gets_a_link_to_hand_over_when_mail_is_off() {
+    let p = start(fast_options()).await;
+    let token = admin_token(&p).await;
+    let t = Some(token.as_str());
+    let http = reqwest::Client::new();
+    let ada = p.user("ada@example.org", false).await;
+    let path = format!("/api/v1/users/{}/link", ada.id);
+    let (status, err) = call(&p, &http, t, Method::POST, &path, Some(json!({}))).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (409, Some("mail_off")),
+        "{err}"
+    );
+    let (status, body) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        &path,
+        Some(json!({"mail": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["purpose"].as_str(), body["mailed"].as_bool()),
+        (Some("reset"), Some(false))
+    );
+    let link = body["link"].as_str().unwrap();
+    let page = http.get(link).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Choose a new password"), "{page}");
+    let (status, _) = call(
+        &p,
+        &http,
+        t,
+        Method::POST,
+        "/api/v1/users/00000000-0000-0000-0000-000000000000/link",
+        Some(json!({"mail": false})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let events = p
+        .store
+        .audit_events(&stackspin_storage::AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let made = events
+        .iter()
+        .find(|e| e.kind == "recovery.link_created")
+        .unwrap();
+    assert_eq!(made.user_email.as_deref(), Some("ada@example.org"));
+    assert_eq!(made.actor.as_deref(), Some("root@example.org (API token)"));
 }
 
 #[tokio::test]

@@ -287,3 +287,156 @@ async fn two_step_setup_has_a_qr_code_a_way_out_and_codes_to_keep() {
     }
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_mail_the_page_says_so_and_a_link_can_be_handed_over() {
+    // No outgoing mail configured.
+    let p = start(fast_options()).await;
+    p.user("root@example.org", true).await;
+    let b = Browser::start().await;
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+    b.client.goto(&p.url("/admin/users/new")).await.unwrap();
+    b.fill("name", "Grace Hopper").await;
+    b.fill("email", "grace@example.org").await;
+    b.click("create-user").await;
+    let notice = b.text("created-notice").await;
+    assert!(
+        notice.contains("outgoing mail is not set up, so no invitation was sent"),
+        "{notice}"
+    );
+    assert!(!notice.contains("on its way"), "{notice}");
+
+    // Their page says mail is off, offers no "send", and hands over a single-use link.
+    let grace = user_id(&p, "grace@example.org").await;
+    b.client
+        .goto(&p.url(&format!("/admin/users/{grace}")))
+        .await
+        .unwrap();
+    assert!(b.text("mail-off").await.contains("not set up"));
+    assert!(
+        b.client
+            .find(fantoccini::Locator::Id("send-link"))
+            .await
+            .is_err()
+    );
+    b.click("handover-link").await;
+    b.wait_for_text("id=\"link-value\"").await;
+    let first = b
+        .client
+        .execute(
+            "return document.getElementById('link-value').value;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let first = first.as_str().unwrap().to_owned();
+    // A second link replaces the first: only the link last handed out works.
+    b.client
+        .goto(&p.url(&format!("/admin/users/{grace}")))
+        .await
+        .unwrap();
+    b.click("handover-link").await;
+    b.wait_for_text("id=\"link-value\"").await;
+    let link = b
+        .client
+        .execute(
+            "return document.getElementById('link-value').value;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let link = link.as_str().unwrap().to_owned();
+    assert!(
+        link.starts_with(&format!("{}/reset?token=", p.base)),
+        "{link}"
+    );
+    assert_ne!(link, first);
+    b.close().await;
+
+    let g = Browser::start().await;
+    g.client.goto(&first).await.unwrap();
+    g.wait_for_text("This link does not work any more").await;
+    g.client.goto(&link).await.unwrap();
+    g.wait_for_text("Welcome to Stackspin").await;
+    g.fill("password", "violet tractor Lisbon harbour").await;
+    g.fill("confirm", "violet tractor Lisbon harbour").await;
+    g.click("reset-submit").await;
+    g.wait_for_text("Your password is set").await;
+    g.log_in(&p, "grace@example.org", "violet tractor Lisbon harbour")
+        .await;
+    g.wait_for_text("Signed in as").await;
+    g.close().await;
+
+    let kinds: Vec<String> = p
+        .store
+        .audit_events(&stackspin_storage::AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "invitation.link_created")
+            .count(),
+        2,
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_resends_an_invitation_and_sends_a_reset_by_mail() {
+    let smtp = SmtpServer::start().await;
+    let p = start_with(
+        smtp.settings(),
+        stackspin_web::ProviderOptions {
+            mail_poll_interval: std::time::Duration::from_millis(100),
+            ..fast_options()
+        },
+    )
+    .await;
+    p.user("root@example.org", true).await;
+    p.user("ada@example.org", false).await;
+    let b = Browser::start().await;
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+
+    // Someone who has a password gets a reset link by mail, sent by the admin.
+    let ada = user_id(&p, "ada@example.org").await;
+    b.client
+        .goto(&p.url(&format!("/admin/users/{ada}")))
+        .await
+        .unwrap();
+    assert_eq!(b.text("send-link").await, "Send a password reset");
+    b.click("send-link").await;
+    let notice = b.text("edit-notice").await;
+    assert!(notice.contains("password reset link for ada@example.org is queued"));
+    let mail = smtp.wait_for("ada@example.org").await;
+    assert!(mail.contains("Reset your Stackspin password"), "{mail}");
+    let link = link_in(&mail);
+    b.close().await;
+    let a = Browser::start().await;
+    a.client.goto(&link).await.unwrap();
+    a.wait_for_text("Choose a new password").await;
+    a.close().await;
+    let kinds: Vec<String> = p
+        .store
+        .audit_events(&stackspin_storage::AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.contains(&"recovery.sent_by_admin".to_owned()),
+        "{kinds:?}"
+    );
+}

@@ -52,6 +52,7 @@ api_routes! {
     "/users" => { get users::list, post users::create },
     "/users/{id}" => { get users::show, patch users::update, delete users::delete },
     "/users/{id}/roles/{app}" => { put users::set_role },
+    "/users/{id}/link" => { post users::link },
     "/users/batch" => { post users::batch },
     "/access" => { get users::access },
     "/apps" => { get apps::list, post apps::create },

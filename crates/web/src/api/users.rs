@@ -411,6 +411,49 @@ pub struct BatchBody {
     role: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBody {
+    /// Mail the link (the default) or return it to hand over.
+    #[serde(default = "mail_by_default")]
+    mail: bool,
+}
+
+fn mail_by_default() -> bool {
+    true
+}
+
+/// A fresh invitation (someone who never chose a password) or password reset link: mailed,
+/// or returned once to hand over when mail is off or does not arrive. Audited either way.
+pub async fn link(
+    State(state): State<AppState>,
+    admin: Admin,
+    super::extract::ApiPath(id): super::extract::ApiPath<String>,
+    super::extract::ApiJson(b): super::extract::ApiJson<LinkBody>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::admin_links::{Delivery, IssueError, issue};
+    let user = load(&state, &id).await?;
+    let delivery = if b.mail {
+        Delivery::Mail
+    } else {
+        Delivery::Handover
+    };
+    match issue(&state, &user, delivery, &admin.actor()).await {
+        Ok(i) => Ok(Json(json!({
+            "purpose": i.purpose.as_str(),
+            "mailed": b.mail,
+            "link": i.link,
+            "expires_at": i.expires_at.to_rfc3339(),
+        }))),
+        Err(IssueError::NoMail) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mail_off",
+            "outgoing mail is not set up; ask for a link to hand over with \"mail\": false",
+        )),
+        Err(IssueError::Storage(e)) => Err(e.into()),
+    }
+}
+
 /// An admin deleting their own account would be one click from locking the organisation out
 /// (and it is never what a batch meant); another admin can do it.
 fn own_account() -> ApiError {
