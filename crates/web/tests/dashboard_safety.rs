@@ -440,3 +440,68 @@ async fn an_admin_resends_an_invitation_and_sends_a_reset_by_mail() {
         "{kinds:?}"
     );
 }
+
+/// Every page an admin or member meets, at a desktop width and a phone width: axe-core finds
+/// no WCAG 2.2 AA violation, and no page is wider than the screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_passes_axe_and_fits_a_phone() {
+    let p = start(fast_options()).await;
+    let root = p.user("root@example.org", true).await;
+    let ada = p.user("ada@example.org", false).await;
+    p.app(AppSpec::default()).await;
+    for i in 0..3 {
+        p.user(&format!("member{i:02}@example.org"), false).await;
+    }
+    let b = Browser::start().await;
+    let mut pages = vec!["/login".to_owned(), "/recover".to_owned()];
+    let signed_in = [
+        "/".to_owned(),
+        "/account".to_owned(),
+        "/account/mfa".to_owned(),
+        "/admin/users".to_owned(),
+        "/admin/users/new".to_owned(),
+        format!("/admin/users/{}", ada.id),
+        format!("/admin/users/{}/delete", ada.id),
+        format!("/admin/users/{}/delete", root.id),
+        "/admin/access".to_owned(),
+        "/admin/catalog".to_owned(),
+        "/admin/backups".to_owned(),
+        "/admin/status".to_owned(),
+        "/admin/apps".to_owned(),
+        "/admin/apps/new".to_owned(),
+        "/admin/apps/wiki".to_owned(),
+        "/admin/audit".to_owned(),
+        "/admin/settings".to_owned(),
+        "/no/such/page".to_owned(),
+    ];
+    let mut problems = vec![];
+    for (width, height) in [(1280, 900), (390, 844)] {
+        b.resize(width, height).await;
+        for path in &pages {
+            b.client.goto(&p.url(path)).await.unwrap();
+            for v in b.axe_violations().await {
+                problems.push(format!("{width}px {path}: {v}"));
+            }
+            if let Some(over) = b.overflow().await {
+                problems.push(format!("{width}px {path}: {over}"));
+            }
+        }
+    }
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+    pages.clear();
+    for (width, height) in [(1280, 900), (390, 844)] {
+        b.resize(width, height).await;
+        for path in &signed_in {
+            b.client.goto(&p.url(path)).await.unwrap();
+            for v in b.axe_violations().await {
+                problems.push(format!("{width}px {path}: {v}"));
+            }
+            if let Some(over) = b.overflow().await {
+                problems.push(format!("{width}px {path}: {over}"));
+            }
+        }
+    }
+    b.close().await;
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

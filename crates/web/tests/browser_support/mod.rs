@@ -189,6 +189,70 @@ impl Browser {
         serde_json::from_value(v).unwrap()
     }
 
+    /// Runs axe-core (npm, installed by scripts/install-test-deps) in the page against WCAG
+    /// 2.0, 2.1 and 2.2 A and AA, returning each violation with the elements it found.
+    pub async fn axe_violations(&self) -> Vec<String> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/peers/node_modules/axe-core/axe.min.js");
+        let source = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "axe-core missing at {} (run scripts/test): {e}",
+                path.display()
+            )
+        });
+        self.client.execute(&source, vec![]).await.unwrap();
+        let v = self
+            .client
+            .execute_async(
+                r#"
+                const done = arguments[arguments.length - 1];
+                axe.run(document, { runOnly: { type: 'tag',
+                    values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
+                  .then(r => done(r.violations.map(v => v.id + ': ' +
+                      v.nodes.map(n => n.target.join(' ')).join(', '))))
+                  .catch(e => done(['axe failed: ' + e]));
+                "#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Sets the window's size (CSS pixels of the viewport are close to it in headless mode).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.client.set_window_size(width, height).await.unwrap();
+    }
+
+    /// Whether the page is wider than the viewport: `None` if it fits, else by how much and
+    /// the outermost elements that stick out, to say what to fix.
+    pub async fn overflow(&self) -> Option<String> {
+        let v = self
+            .client
+            .execute(
+                r#"
+                const w = document.documentElement;
+                const over = w.scrollWidth - w.clientWidth;
+                if (over <= 0) return null;
+                const out = [];
+                for (const el of document.body.querySelectorAll('*')) {
+                  if (el.getBoundingClientRect().right > w.clientWidth + 1
+                      && !(el.parentElement && el.parentElement.getBoundingClientRect().right > w.clientWidth + 1)) {
+                    out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+                      + (el.className ? '.' + el.className : '') + ' in ' + el.parentElement.tagName
+                      + '.' + el.parentElement.className + '/' + getComputedStyle(el.parentElement).overflowX
+                      + '/' + el.parentElement.getBoundingClientRect().width);
+                  }
+                }
+                return over + 'px wider than the screen: ' + out.slice(0, 5).join(', ');
+                "#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        v.as_str().map(str::to_owned)
+    }
+
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
         // Drop stops the driver.
