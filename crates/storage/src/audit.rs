@@ -56,7 +56,7 @@ pub struct AuditFilter {
     /// Matches the subject's e-mail address, case-insensitively.
     pub user_email: Option<String>,
     pub app: Option<String>,
-    /// A kind, or a prefix ending in '.' (`login.`).
+    /// A kind, which also finds its family: `login` (or `login.`) finds `login.failed`.
     pub kind: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
@@ -88,26 +88,29 @@ impl Store {
 
     /// Events matching `f`, newest first.
     pub async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StorageError> {
-        let kind_prefix = f
+        // "login", "login." and "login.failed" all work as people type them: a kind matches
+        // itself and its family (`login` finds `login.failed` and `login.success`).
+        let kind_exact = f
             .kind
             .as_deref()
-            .filter(|k| k.ends_with('.'))
-            .map(|k| format!("{}%", k.replace('%', "")));
-        let kind_exact = f.kind.as_deref().filter(|k| !k.ends_with('.'));
+            .map(|k| k.trim().trim_end_matches('.').to_owned())
+            .filter(|k| !k.is_empty());
+        let kind_prefix = kind_exact
+            .as_deref()
+            .map(|k| format!("{}.%", k.replace(['%', '_'], "")));
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, Row>(
                 "SELECT id, at, kind, actor, user_id, user_email, app, ip, detail FROM audit_events \
                  WHERE ($1 IS NULL OR lower(user_email) = lower($1)) \
                  AND ($2 IS NULL OR app = $2) \
-                 AND ($3 IS NULL OR kind = $3) \
-                 AND ($4 IS NULL OR kind LIKE $4) \
+                 AND ($3 IS NULL OR kind = $3 OR kind LIKE $4) \
                  AND ($5 IS NULL OR at >= $5) \
                  AND ($6 IS NULL OR at <= $6) \
                  ORDER BY at DESC, id LIMIT $7 OFFSET $8",
             )
             .bind(f.user_email.as_deref())
             .bind(f.app.as_deref())
-            .bind(kind_exact)
+            .bind(kind_exact.as_deref())
             .bind(kind_prefix.as_deref())
             .bind(f.since)
             .bind(f.until)

@@ -202,7 +202,7 @@ async fn adding_a_user_validates_next_to_fields_and_sends_an_invitation() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 409);
-    assert!(resp.text().await.unwrap().contains("already exists"));
+    assert!(resp.text().await.unwrap().contains("already has this email address"));
 }
 
 async fn edit_page(p: &Provider, b: &reqwest::Client, id: &str) -> (String, String, String) {
@@ -416,6 +416,10 @@ async fn the_audit_log_filters_by_user_kind_and_date() {
     assert!(!ada.contains("<td>login.success</td>"));
     let prefix = get("kind=login.").await;
     assert_eq!(prefix.matches("<td>login.success</td>").count(), 2);
+    // As people type it: "login" finds the family, without the trailing dot.
+    let family = get("kind=login").await;
+    assert_eq!(family.matches("<td>login.success</td>").count(), 2);
+    assert_eq!(family.matches("<td>login.failure</td>").count(), 1);
     let past = get("to=2000-01-01").await;
     assert!(past.contains("No events match."));
     let resp = b
