@@ -448,6 +448,7 @@ pub fn router(state: AppState) -> Router {
         .route("/account/password", post(dashboard::change_password))
         .route("/account/sessions", post(dashboard::end_session))
         .route("/healthz", get(health::healthz))
+        .route("/favicon.svg", get(pages::favicon))
         .route("/readyz", get(health::readyz))
         .route(
             "/.well-known/openid-configuration",

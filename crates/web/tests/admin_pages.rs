@@ -202,7 +202,12 @@ async fn adding_a_user_validates_next_to_fields_and_sends_an_invitation() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 409);
-    assert!(resp.text().await.unwrap().contains("already has this email address"));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("already has this email address")
+    );
 }
 
 async fn edit_page(p: &Provider, b: &reqwest::Client, id: &str) -> (String, String, String) {

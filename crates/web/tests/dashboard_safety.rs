@@ -502,6 +502,21 @@ async fn every_page_passes_axe_and_fits_a_phone() {
             }
         }
     }
+    // The current page is marked in the navigation, and the tab has an icon.
+    b.client.goto(&p.url("/admin/users")).await.unwrap();
+    let marked = b
+        .client
+        .execute(
+            "return [...document.querySelectorAll('nav a[aria-current=page]')].map(a => a.id) \
+             .concat([document.querySelector('link[rel=icon]').getAttribute('href')]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(marked, serde_json::json!(["nav-users", "/favicon.svg"]));
     b.close().await;
+    let icon = reqwest::get(p.url("/favicon.svg")).await.unwrap();
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    assert!(icon.text().await.unwrap().starts_with("<svg"));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
