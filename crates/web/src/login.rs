@@ -56,6 +56,18 @@ async fn audit_refusal(
     state.audit(e).await;
 }
 
+/// The app a sign-in is for, when the page was reached from an app's authorization request
+/// (`/authorize?…client_id=…`): people should see who is asking before they type a password.
+async fn asking_app(state: &AppState, return_to: &str) -> Option<String> {
+    let query = return_to.strip_prefix("/authorize?")?;
+    let client_id = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "client_id")?
+        .1
+        .into_owned();
+    let app = state.store.app_by_client_id(&client_id).await.ok()??;
+    Some(app.display_name)
+}
+
 pub async fn form(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -66,6 +78,7 @@ pub async fn form(
         Some(r) => r,
         None => return pages::malformed_return_to(),
     };
+    let asking = asking_app(&state, &return_to).await;
     (
         jar,
         pages::login(
@@ -73,6 +86,7 @@ pub async fn form(
             &return_to,
             q.login_hint.as_deref().unwrap_or_default(),
             None,
+            asking.as_deref(),
             StatusCode::OK,
         ),
     )
@@ -96,10 +110,18 @@ pub async fn submit(
     let (jar, csrf) = session::csrf_token(&state, jar);
     let ip = client.to_string();
     let typed = f.email.trim().to_owned();
+    let asking = asking_app(&state, &return_to).await;
     let retry = |jar: CookieJar, status, msg: &str| {
         (
             jar,
-            pages::login(&csrf, &return_to, &typed, Some(msg), status),
+            pages::login(
+                &csrf,
+                &return_to,
+                &typed,
+                Some(msg),
+                asking.as_deref(),
+                status,
+            ),
         )
             .into_response()
     };

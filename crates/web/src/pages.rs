@@ -148,6 +148,8 @@ struct Login<'a> {
     return_to: &'a str,
     email: &'a str,
     error: Option<&'a str>,
+    /// The app the sign-in is for, by its display name.
+    asking: Option<&'a str>,
 }
 
 pub fn login(
@@ -155,6 +157,7 @@ pub fn login(
     return_to: &str,
     email: &str,
     error: Option<&str>,
+    asking: Option<&str>,
     status: StatusCode,
 ) -> Response {
     render(
@@ -164,6 +167,7 @@ pub fn login(
             return_to,
             email,
             error,
+            asking,
         },
     )
 }

@@ -520,3 +520,35 @@ async fn every_page_passes_axe_and_fits_a_phone() {
     assert!(icon.text().await.unwrap().starts_with("<svg"));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Reached from an app, the sign-in page says which app is asking; on its own it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_page_says_which_app_is_asking() {
+    let p = start(fast_options()).await;
+    p.user("ada@example.org", false).await;
+    let wiki = p.app(AppSpec::default()).await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&authorize_url(&p, &wiki, &pkce(), &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.text("login-asking").await,
+        "Log in with your organisation’s account to continue to WIKI."
+    );
+    // A wrong password keeps saying it.
+    b.fill("email", "ada@example.org").await;
+    b.fill("password", "not the password at all").await;
+    b.click("login-submit").await;
+    b.wait_for_text("login-error").await;
+    assert!(b.text("login-asking").await.contains("WIKI"));
+    b.client.goto(&p.url("/login")).await.unwrap();
+    b.wait_for_text("login-submit").await;
+    assert!(
+        b.client
+            .find(fantoccini::Locator::Id("login-asking"))
+            .await
+            .is_err()
+    );
+    b.close().await;
+}
