@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod client_ip;
+pub mod device;
 pub mod email;
 pub mod mail;
 pub mod password;

@@ -24,6 +24,17 @@ struct Message<'a> {
     link: Option<(&'a str, &'a str)>,
 }
 
+/// "Firefox on Android" rather than a cut User-Agent string.
+fn device_name(user_agent: &str) -> String {
+    let d = stackspin_domain::device::describe(user_agent);
+    match (d.browser, d.system) {
+        (Some(b), Some(s)) => texts::tf("account.device_on", [("browser", b), ("system", s)]),
+        (Some(b), None) => b.to_owned(),
+        (None, Some(s)) => texts::tf("account.device_unknown_on", [("system", s)]),
+        (None, None) => texts::t("account.device_unknown").to_owned(),
+    }
+}
+
 /// The tab icon: Stackspin's blue tile with two stacked bars, drawn here (no image files to
 /// ship), cached for a day.
 pub async fn favicon() -> Response {
@@ -395,13 +406,7 @@ pub fn account(
             sid: s.sid.clone(),
             started: s.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
             from: s.ip.clone().unwrap_or_default(),
-            device: s
-                .user_agent
-                .clone()
-                .unwrap_or_default()
-                .chars()
-                .take(60)
-                .collect(),
+            device: device_name(s.user_agent.as_deref().unwrap_or_default()),
             current: s.sid == current_sid,
         })
         .collect();

@@ -552,3 +552,19 @@ async fn the_sign_in_page_says_which_app_is_asking() {
     );
     b.close().await;
 }
+
+/// Sessions show a readable device, not a cut User-Agent string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_name_the_device() {
+    let p = start(fast_options()).await;
+    p.user("ada@example.org", false).await;
+    let b = Browser::start().await;
+    b.log_in(&p, "ada@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+    b.client.goto(&p.url("/account")).await.unwrap();
+    let sessions = b.text("sessions").await;
+    // Headless Chromium on this Linux machine.
+    assert!(sessions.contains("Chrome on Linux"), "{sessions}");
+    assert!(!sessions.contains("Mozilla/5.0"), "{sessions}");
+    b.close().await;
+}
