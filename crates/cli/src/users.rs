@@ -77,7 +77,9 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
                     "{}/reset?token={token}",
                     crate::served_public_url(settings, &store).await
                 );
+                let org = store.brand().await?.name;
                 let (subject, body) = stackspin_domain::mail::invitation(
+                    org.as_ref().map(|n| n.as_str()),
                     new.name.as_str(),
                     &link,
                     lifetime.num_days(),
@@ -181,14 +183,18 @@ pub async fn run(settings: &Settings, cmd: UserCommand, json: bool) -> Result<()
             if print {
                 store.issue_handover_link(user.id, &new).await?;
             } else {
+                let org = store.brand().await?.name;
+                let org = org.as_ref().map(|n| n.as_str());
                 let (subject, body) = if purpose == LinkPurpose::Invite {
                     stackspin_domain::mail::invitation(
+                        org,
                         user.name.as_str(),
                         &link,
                         lifetime.num_days(),
                     )
                 } else {
                     stackspin_domain::mail::password_reset(
+                        org,
                         user.name.as_str(),
                         &link,
                         lifetime.num_minutes(),

@@ -7,6 +7,7 @@
 //! holding one of these types never has to re-check it.
 
 pub mod app;
+pub mod brand;
 pub mod client_ip;
 pub mod device;
 pub mod email;

@@ -13,6 +13,7 @@ mod alerts;
 mod apps;
 mod audit;
 mod backups;
+mod brand;
 mod directory;
 mod drills;
 mod error;
@@ -43,6 +44,7 @@ pub use backups::{
     Backup, BackupPhase, BackupReason, ObservedBackup, Restore, RestoreEvent, RestoreRefusal,
     RestoreState, RestoreStep, backup_name,
 };
+pub use brand::Brand;
 pub use directory::{UserPage, UserPageRequest, UserPatch, UserSort};
 pub use drills::{Drill, DrillApp, DrillState};
 pub use error::StorageError;

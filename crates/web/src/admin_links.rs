@@ -70,10 +70,17 @@ pub(crate) async fn issue(
     };
     match delivery {
         Delivery::Mail => {
+            let org = state.org_name().await;
             let (subject, body) = if purpose == LinkPurpose::Invite {
-                stackspin_domain::mail::invitation(user.name.as_str(), &link, lifetime.num_days())
+                stackspin_domain::mail::invitation(
+                    org.as_deref(),
+                    user.name.as_str(),
+                    &link,
+                    lifetime.num_days(),
+                )
             } else {
                 stackspin_domain::mail::password_reset(
+                    org.as_deref(),
                     user.name.as_str(),
                     &link,
                     lifetime.num_minutes(),

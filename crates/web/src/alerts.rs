@@ -125,7 +125,12 @@ fn incoming(a: WireAlert) -> IncomingAlert {
 }
 
 /// The mail for a change of an alert: to the cluster's admin email, for alerts people act on.
-fn mail_for(admin_email: Option<&str>, a: &Alert, change: AlertChange) -> Option<OutgoingMail> {
+fn mail_for(
+    org: Option<&str>,
+    admin_email: Option<&str>,
+    a: &Alert,
+    change: AlertChange,
+) -> Option<OutgoingMail> {
     let to = admin_email?;
     if !matches!(a.severity.as_str(), "critical" | "warning") {
         return None;
@@ -139,7 +144,7 @@ fn mail_for(admin_email: Option<&str>, a: &Alert, change: AlertChange) -> Option
         since: &since,
     };
     let (subject, body) = match change {
-        AlertChange::Firing => alert_firing(&text),
+        AlertChange::Firing => alert_firing(org, &text),
         AlertChange::Resolved => alert_resolved(&text),
     };
     Some(OutgoingMail {
@@ -180,7 +185,10 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         .cluster
         .as_ref()
         .map(|c| c.admin_email.clone());
-    let mail = move |a: &Alert, change: AlertChange| mail_for(admin_email.as_deref(), a, change);
+    let org = state.org_name().await;
+    let mail = move |a: &Alert, change: AlertChange| {
+        mail_for(org.as_deref(), admin_email.as_deref(), a, change)
+    };
     match state.store.record_alerts(&alerts, Utc::now(), &mail).await {
         Ok(queued) => {
             if queued > 0 {

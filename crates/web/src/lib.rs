@@ -12,6 +12,7 @@ mod admin_catalog;
 mod admin_links;
 mod alerts;
 pub mod api;
+mod brand;
 mod client;
 mod dashboard;
 mod error;
@@ -129,6 +130,8 @@ pub struct AppState {
     pub platform: platform::Platform,
     /// Forward-auth's host → app map.
     tools: Arc<forward_auth::ToolCache>,
+    /// The organisation's name and logo, cached briefly.
+    brand: Arc<brand::BrandCache>,
 }
 
 impl AppState {
@@ -137,6 +140,11 @@ impl AppState {
     /// Starts the mail worker now (after mail was queued).
     pub(crate) fn wake_mail(&self) {
         self.mail_wake.notify_one();
+    }
+
+    /// The organisation's name, for mails; `None` when the admin set none.
+    pub(crate) async fn org_name(&self) -> Option<String> {
+        self.brand.get(&self.store).await.name.clone()
     }
 
     pub(crate) async fn audit(&self, event: stackspin_storage::AuditEvent) {
@@ -449,6 +457,8 @@ pub fn router(state: AppState) -> Router {
         .route("/account/sessions", post(dashboard::end_session))
         .route("/healthz", get(health::healthz))
         .route("/favicon.svg", get(pages::favicon))
+        .route("/brand/logo", get(brand::logo))
+        .route("/admin/settings/organisation", post(admin::save_brand))
         .route("/readyz", get(health::readyz))
         .route(
             "/.well-known/openid-configuration",
@@ -483,6 +493,10 @@ pub fn router(state: AppState) -> Router {
         )
         .nest("/api/v1", api::routes())
         .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            brand::scope,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             metrics,
@@ -620,6 +634,7 @@ impl Application {
             mail_wake: Arc::new(Notify::new()),
             platform,
             tools: Arc::default(),
+            brand: Arc::default(),
         };
         Ok(Application {
             listener,

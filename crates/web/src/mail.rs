@@ -55,13 +55,26 @@ impl Mailer {
         })
     }
 
-    /// Sends one message now.
-    pub async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), String> {
+    /// Sends one message now. `org` names the sender when the configured From address has
+    /// no display name of its own, so the mail shows as coming from the organisation.
+    pub async fn send(
+        &self,
+        org: Option<&str>,
+        to: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<(), String> {
         let to = to
             .parse()
             .map_err(|e: lettre::address::AddressError| format!("bad recipient: {e}"))?;
+        let from = match (&self.from.name, org) {
+            (None, Some(name)) => {
+                lettre::message::Mailbox::new(Some(name.to_owned()), self.from.email.clone())
+            }
+            _ => self.from.clone(),
+        };
         let message = Message::builder()
-            .from(self.from.clone())
+            .from(from)
             .to(to)
             .subject(subject)
             .header(ContentType::TEXT_PLAIN)
@@ -101,7 +114,11 @@ pub async fn run(state: AppState) {
 }
 
 async fn deliver(state: &AppState, mailer: &Mailer, m: DueMail) {
-    let result = match mailer.send(&m.to_address, &m.subject, &m.body).await {
+    let org = state.org_name().await;
+    let result = match mailer
+        .send(org.as_deref(), &m.to_address, &m.subject, &m.body)
+        .await
+    {
         Ok(()) => {
             tracing::info!(subject = %m.subject, "mail sent");
             state.store.mail_sent(m.id).await

@@ -641,6 +641,9 @@ pub fn admin_audit(csrf: &str, v: &AuditView) -> Response {
 }
 
 pub struct SettingsView {
+    /// The organisation's name, or empty.
+    pub org_name: String,
+    pub logo_url: Option<String>,
     pub policy: String,
     /// "host:port (security)" when mail is configured.
     pub mail: Option<String>,

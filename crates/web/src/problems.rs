@@ -4,6 +4,7 @@
 
 use crate::texts;
 use stackspin_domain::{
+    brand::BrandError,
     email::{EmailError, EmailProblem},
     password::{PasswordError, Weakness},
     user::{NameProblem, UserNameError},
@@ -47,6 +48,17 @@ pub fn password(e: &PasswordError) -> String {
             texts::t("problems.password_not_stored").to_owned()
         }
     }
+}
+
+pub fn brand(e: &BrandError) -> String {
+    match e {
+        BrandError::NameTooLong => texts::t("problems.org_name_too_long"),
+        BrandError::NameControl => texts::t("problems.org_name_characters"),
+        BrandError::LogoTooLarge => texts::t("problems.logo_too_large"),
+        BrandError::LogoFormat => texts::t("problems.logo_format"),
+        BrandError::LogoActive => texts::t("problems.logo_active"),
+    }
+    .to_owned()
 }
 
 /// What an attacker knows of a person, which a password of theirs must not lean on.

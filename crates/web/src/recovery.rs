@@ -84,8 +84,13 @@ async fn send_reset_link(
     let token = random_token(32);
     let lifetime = state.options.reset_link_lifetime;
     let link = format!("{}/reset?token={token}", state.public_url);
-    let (subject, body) =
-        stackspin_domain::mail::password_reset(user.name.as_str(), &link, lifetime.num_minutes());
+    let org = state.org_name().await;
+    let (subject, body) = stackspin_domain::mail::password_reset(
+        org.as_deref(),
+        user.name.as_str(),
+        &link,
+        lifetime.num_minutes(),
+    );
     state
         .store
         .issue_link(

@@ -178,7 +178,7 @@ async fn forgot_password_sends_a_single_use_link_and_ends_sessions() {
 async fn invite(p: &Provider, email: &str, lifetime: chrono::Duration) {
     let token = random_token(32);
     let link = format!("{}/reset?token={token}", p.base);
-    let (subject, body) = stackspin_domain::mail::invitation("Grace", &link, 7);
+    let (subject, body) = stackspin_domain::mail::invitation(None, "Grace", &link, 7);
     p.store
         .invite_user(
             &NewUser {

@@ -100,8 +100,12 @@ async fn browser_accepts_an_invitation_then_enrols_and_uses_totp() {
     .await;
     // The invitation, as `stackspin user add` queues it.
     let token = stackspin_domain::secret::random_token(32);
-    let (subject, body) =
-        stackspin_domain::mail::invitation("Grace", &format!("{}/reset?token={token}", p.base), 7);
+    let (subject, body) = stackspin_domain::mail::invitation(
+        None,
+        "Grace",
+        &format!("{}/reset?token={token}", p.base),
+        7,
+    );
     p.store
         .invite_user(
             &stackspin_domain::NewUser {

@@ -568,3 +568,166 @@ async fn sessions_name_the_device() {
     assert!(!sessions.contains("Mozilla/5.0"), "{sessions}");
     b.close().await;
 }
+
+/// The organisation's name and logo, set on the Settings page, head every page (signed in
+/// and out) and name the sender and subject of the mails; a file that is not an image, or an
+/// SVG with a script, is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_organisation_name_and_logo_are_on_every_page_and_in_mails() {
+    let smtp = SmtpServer::start().await;
+    let p = start_with(
+        smtp.settings(),
+        stackspin_web::ProviderOptions {
+            mail_poll_interval: std::time::Duration::from_millis(100),
+            ..fast_options()
+        },
+    )
+    .await;
+    p.user("root@example.org", true).await;
+    p.user("ada@example.org", false).await;
+    let files = tempfile::tempdir().unwrap();
+    let logo = files.path().join("logo.svg");
+    std::fs::write(
+        &logo,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 32"><rect width="64" height="32" fill="#c0392b"/></svg>"##,
+    )
+    .unwrap();
+    let not_image = files.path().join("minutes.txt");
+    std::fs::write(&not_image, "Minutes of the general assembly").unwrap();
+    let scripted = files.path().join("evil.svg");
+    std::fs::write(&scripted, r#"<svg onload="alert(1)"></svg>"#).unwrap();
+
+    let b = Browser::start().await;
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+    // Before: the product's name, no logo.
+    assert_eq!(b.text("brand-name").await, "Stackspin");
+
+    b.client.goto(&p.url("/admin/settings")).await.unwrap();
+    b.fill("org-name", "Vrije Radio Utrecht").await;
+    upload(&b, "org-logo", &logo).await;
+    b.click("org-submit").await;
+    assert_eq!(b.text("settings-notice").await, "Saved.");
+    assert_eq!(b.text("brand-name").await, "Vrije Radio Utrecht");
+    b.screenshot("organisation-settings").await;
+    for path in [
+        "/",
+        "/account",
+        "/admin/users",
+        "/admin/audit",
+        "/no-such-page",
+    ] {
+        b.client.goto(&p.url(path)).await.unwrap();
+        assert_eq!(b.text("brand-name").await, "Vrije Radio Utrecht", "{path}");
+        let src = b
+            .client
+            .find(fantoccini::Locator::Css("#brand img"))
+            .await
+            .unwrap()
+            .attr("src")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(src.contains("/brand/logo?v="), "{path}: {src}");
+    }
+    // The logo is served as an image, inert when opened on its own.
+    let resp = reqwest::get(p.url("/brand/logo")).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "image/svg+xml");
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("sandbox"), "{csp}");
+    assert!(resp.text().await.unwrap().contains("#c0392b"));
+
+    // Refused files change nothing, and say why.
+    for (file, says) in [
+        (&not_image, "must be a PNG, JPEG, WebP, GIF or SVG"),
+        (&scripted, "contains a script"),
+    ] {
+        b.client.goto(&p.url("/admin/settings")).await.unwrap();
+        b.fill("org-name", "Someone Else").await;
+        upload(&b, "org-logo", file).await;
+        b.click("org-submit").await;
+        let notice = b.text("settings-notice").await;
+        assert!(notice.contains(says), "{notice}");
+        assert_eq!(b.text("brand-name").await, "Vrije Radio Utrecht");
+    }
+
+    // Signed out, the login page shows the organisation too.
+    let other = Browser::start().await;
+    other.client.goto(&p.url("/login")).await.unwrap();
+    assert_eq!(other.text("brand-name").await, "Vrije Radio Utrecht");
+    other.screenshot("organisation-login").await;
+    other.close().await;
+
+    // Mails come from the organisation.
+    let ada = user_id(&p, "ada@example.org").await;
+    b.client
+        .goto(&p.url(&format!("/admin/users/{ada}")))
+        .await
+        .unwrap();
+    b.click("send-link").await;
+    let mail = smtp.wait_for("ada@example.org").await;
+    assert!(
+        mail.contains("Subject: Reset your Vrije Radio Utrecht password"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("From: \"Vrije Radio Utrecht\" <stackspin@example.org>")
+            || mail.contains("From: Vrije Radio Utrecht <stackspin@example.org>"),
+        "{mail}"
+    );
+
+    // Removing the logo and clearing the name go back to the plain product.
+    b.client.goto(&p.url("/admin/settings")).await.unwrap();
+    b.fill("org-name", "").await;
+    b.click("remove-logo").await;
+    b.click("org-submit").await;
+    assert_eq!(b.text("settings-notice").await, "Saved.");
+    assert_eq!(b.text("brand-name").await, "Stackspin");
+    assert!(
+        b.client
+            .find(fantoccini::Locator::Css("#brand img"))
+            .await
+            .is_err()
+    );
+    let gone = reqwest::get(p.url("/brand/logo")).await.unwrap();
+    assert_eq!(gone.status(), 404);
+    // Saving again with nothing changed says so, and records nothing.
+    b.click("org-submit").await;
+    b.wait_for_url("org=unchanged").await;
+    assert_eq!(b.text("settings-notice").await, "Nothing changed.");
+    b.close().await;
+
+    let changes: Vec<serde_json::Value> = p
+        .store
+        .audit_events(&stackspin_storage::AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "settings.changed")
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(
+        changes.iter().any(|d| d["logo"] == "removed"),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|d| d["org_name"]["to"] == "Vrije Radio Utrecht"),
+        "{changes:?}"
+    );
+}
+
+async fn upload(b: &Browser, id: &str, file: &std::path::Path) {
+    b.client
+        .find(fantoccini::Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(&file.display().to_string())
+        .await
+        .unwrap();
+}

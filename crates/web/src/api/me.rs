@@ -201,9 +201,10 @@ pub async fn send_test_mail(
             "outgoing mail is not configured: set the outgoing_mail_* settings and restart",
         ));
     };
-    let (subject, body) = stackspin_domain::mail::test_message();
+    let org = state.org_name().await;
+    let (subject, body) = stackspin_domain::mail::test_message(org.as_deref());
     mailer
-        .send(to.as_str(), &subject, &body)
+        .send(org.as_deref(), to.as_str(), &subject, &body)
         .await
         .map_err(|e| {
             ApiError::new(

@@ -204,8 +204,13 @@ pub async fn create(
     let token = random_token(32);
     let lifetime = state.options.invite_link_lifetime;
     let link = format!("{}/reset?token={token}", state.public_url);
-    let (subject, body) =
-        stackspin_domain::mail::invitation(new.name.as_str(), &link, lifetime.num_days());
+    let org = state.org_name().await;
+    let (subject, body) = stackspin_domain::mail::invitation(
+        org.as_deref(),
+        new.name.as_str(),
+        &link,
+        lifetime.num_days(),
+    );
     let user = state
         .store
         .invite_user(

@@ -209,7 +209,9 @@ impl Browser {
                 axe.run(document, { runOnly: { type: 'tag',
                     values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
                   .then(r => done(r.violations.map(v => v.id + ': ' +
-                      v.nodes.map(n => n.target.join(' ')).join(', '))))
+                      v.nodes.map(n => n.target.join(' ') + ' (' +
+                          (n.failureSummary || '').replace(/\s+/g, ' ').slice(0, 240) + ')')
+                        .join(', '))))
                   .catch(e => done(['axe failed: ' + e]));
                 "#,
                 vec![],
