@@ -108,9 +108,51 @@ pub struct NewUser {
     pub is_admin: bool,
 }
 
+/// A key that sorts text the way people read it: case-insensitive, and with numbers by value,
+/// so "user2" comes before "user10". Each run of digits is padded to 20 places (a u64's
+/// width); longer runs keep their length and still sort after shorter ones.
+pub fn natural_key(text: &str) -> String {
+    let lower = text.to_lowercase();
+    let mut key = String::with_capacity(lower.len() + 16);
+    let mut digits = String::new();
+    let flush = |digits: &mut String, key: &mut String| {
+        if digits.is_empty() {
+            return;
+        }
+        let trimmed = digits.trim_start_matches('0');
+        let value = if trimmed.is_empty() { "0" } else { trimmed };
+        for _ in value.len()..20 {
+            key.push('0');
+        }
+        key.push_str(value);
+        digits.clear();
+    };
+    for c in lower.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut key);
+            key.push(c);
+        }
+    }
+    flush(&mut digits, &mut key);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn natural_keys_sort_numbers_by_value() {
+        let mut names = vec!["user10", "User2", "user1", "user02b", "alice", "user100"];
+        names.sort_by_key(|n| natural_key(n));
+        assert_eq!(
+            names,
+            vec!["alice", "user1", "User2", "user02b", "user10", "user100"]
+        );
+        assert_eq!(natural_key("a007"), natural_key("A7"));
+    }
 
     #[test]
     fn names_are_trimmed_and_checked() {

@@ -33,7 +33,18 @@ pub struct UserPageRequest {
 #[derive(Clone, Debug)]
 pub struct UserPage {
     pub users: Vec<User>,
+    /// What the users list shows beside each user, in the order of `users`.
+    pub details: Vec<UserDetails>,
     pub total: u64,
+}
+
+/// What the users list shows of a person beyond their account.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserDetails {
+    pub two_step: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// The apps the person may use (effective role not "none"), by app name.
+    pub apps: Vec<AppName>,
 }
 
 /// A change to a user. `None` leaves a field as it is.
@@ -84,16 +95,16 @@ impl Store {
         let offset = i64::from(r.page.max(1) - 1) * per_page;
         // The order is chosen from a closed set, so each query stays a static string.
         let sql: &'static str = match (pattern.is_some(), r.sort, r.descending) {
-            (true, UserSort::Email, false) => page_query!("lower(email) ASC"),
-            (true, UserSort::Email, true) => page_query!("lower(email) DESC"),
-            (true, UserSort::Name, false) => page_query!("lower(name) ASC"),
-            (true, UserSort::Name, true) => page_query!("lower(name) DESC"),
+            (true, UserSort::Email, false) => page_query!("email_sort ASC"),
+            (true, UserSort::Email, true) => page_query!("email_sort DESC"),
+            (true, UserSort::Name, false) => page_query!("name_sort ASC"),
+            (true, UserSort::Name, true) => page_query!("name_sort DESC"),
             (true, UserSort::Created, false) => page_query!("created_at ASC"),
             (true, UserSort::Created, true) => page_query!("created_at DESC"),
-            (false, UserSort::Email, false) => page_query!(all "lower(email) ASC"),
-            (false, UserSort::Email, true) => page_query!(all "lower(email) DESC"),
-            (false, UserSort::Name, false) => page_query!(all "lower(name) ASC"),
-            (false, UserSort::Name, true) => page_query!(all "lower(name) DESC"),
+            (false, UserSort::Email, false) => page_query!(all "email_sort ASC"),
+            (false, UserSort::Email, true) => page_query!(all "email_sort DESC"),
+            (false, UserSort::Name, false) => page_query!(all "name_sort ASC"),
+            (false, UserSort::Name, true) => page_query!(all "name_sort DESC"),
             (false, UserSort::Created, false) => page_query!(all "created_at ASC"),
             (false, UserSort::Created, true) => page_query!(all "created_at DESC"),
         };
@@ -113,13 +124,109 @@ impl Store {
             .await?;
             (rows, total)
         });
+        let users: Vec<User> = rows
+            .into_iter()
+            .map(UserRow::into_user)
+            .collect::<Result<_, _>>()?;
+        let details = self.user_details(&users).await?;
         Ok(UserPage {
-            users: rows
-                .into_iter()
-                .map(UserRow::into_user)
-                .collect::<Result<_, _>>()?,
+            users,
+            details,
             total: u64::try_from(total).unwrap_or_default(),
         })
+    }
+
+    /// Two-step status, last sign-in and apps of each user, in their order. Three queries
+    /// for the whole page, whatever its length.
+    async fn user_details(&self, users: &[User]) -> Result<Vec<UserDetails>, StorageError> {
+        if users.is_empty() {
+            return Ok(vec![]);
+        }
+        // The placeholders are generated ($1..$n), never the values.
+        let placeholders: Vec<String> = (1..=users.len()).map(|i| format!("${i}")).collect();
+        let list = placeholders.join(", ");
+        let facts_sql = format!(
+            "SELECT id, totp_secret IS NOT NULL, last_login_at FROM users WHERE id IN ({list})"
+        );
+        let roles_sql = format!(
+            "SELECT r.user_id, a.name, r.role FROM user_app_roles r \
+             JOIN apps a ON a.id = r.app_id WHERE r.user_id IN ({list})"
+        );
+        type Facts = (Uuid, bool, Option<DateTime<Utc>>);
+        let (facts, explicit, apps): (
+            Vec<Facts>,
+            Vec<(Uuid, String, String)>,
+            Vec<(String, String)>,
+        ) = with_pool!(self, pool => {
+            let mut q = sqlx::query_as::<_, Facts>(sqlx::AssertSqlSafe(facts_sql.clone()));
+            for u in users {
+                q = q.bind(u.id.0);
+            }
+            let facts = q.fetch_all(pool).await?;
+            let mut q = sqlx::query_as::<_, (Uuid, String, String)>(sqlx::AssertSqlSafe(roles_sql.clone()));
+            for u in users {
+                q = q.bind(u.id.0);
+            }
+            let explicit = q.fetch_all(pool).await?;
+            let apps = sqlx::query_as::<_, (String, String)>(
+                "SELECT name, default_role FROM apps ORDER BY name",
+            )
+            .fetch_all(pool)
+            .await?;
+            (facts, explicit, apps)
+        });
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            let (two_step, last_login_at) = facts
+                .iter()
+                .find(|(id, ..)| *id == u.id.0)
+                .map(|(_, t, l)| (*t, *l))
+                .unwrap_or_default();
+            let mut names = vec![];
+            for (app, default_role) in &apps {
+                let role = explicit
+                    .iter()
+                    .find(|(id, a, _)| *id == u.id.0 && a == app)
+                    .map_or(default_role.as_str(), |(_, _, r)| r.as_str());
+                if parse_role(role)? != Role::None {
+                    names.push(
+                        AppName::parse(app)
+                            .map_err(|e| StorageError::Corrupt(format!("app name: {e}")))?,
+                    );
+                }
+            }
+            out.push(UserDetails {
+                two_step,
+                last_login_at,
+                apps: names,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Fills the natural-order sort keys of users created before they existed (migration
+    /// 0015), so an upgraded installation sorts like a new one.
+    pub(crate) async fn backfill_sort_keys(&self) -> Result<(), StorageError> {
+        let rows: Vec<(Uuid, String, String)> = with_pool!(self, pool => {
+            sqlx::query_as("SELECT id, email, name FROM users WHERE email_sort = ''")
+                .fetch_all(pool)
+                .await?
+        });
+        if rows.is_empty() {
+            return Ok(());
+        }
+        in_tx!(self, tx, _dialect => {
+            for (id, email, name) in &rows {
+                sqlx::query("UPDATE users SET email_sort = $1, name_sort = $2 WHERE id = $3")
+                    .bind(stackspin_domain::user::natural_key(email))
+                    .bind(stackspin_domain::user::natural_key(name))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        });
+        tracing::info!(users = rows.len(), "filled the users' sort keys");
+        Ok(())
     }
 
     /// Applies `patch` if the user is still as the caller saw it (`expected` is the
@@ -174,12 +281,17 @@ impl Store {
             let email = patch.email.clone().unwrap_or(current.email.clone());
             let name = patch.name.clone().unwrap_or(current.name.clone());
             let is_admin = patch.is_admin.unwrap_or(current.is_admin);
-            sqlx::query("UPDATE users SET email = $1, name = $2, is_admin = $3, updated_at = $4 WHERE id = $5")
+            sqlx::query(
+                "UPDATE users SET email = $1, name = $2, is_admin = $3, updated_at = $4, \
+                 email_sort = $6, name_sort = $7 WHERE id = $5",
+            )
                 .bind(email.as_str())
                 .bind(name.as_str())
                 .bind(is_admin)
                 .bind(now)
                 .bind(id.0)
+                .bind(stackspin_domain::user::natural_key(email.as_str()))
+                .bind(stackspin_domain::user::natural_key(name.as_str()))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| crate::error::on_unique(e, || StorageError::DuplicateEmail(email.to_string())))?;

@@ -45,7 +45,7 @@ pub use backups::{
     RestoreState, RestoreStep, backup_name,
 };
 pub use brand::Brand;
-pub use directory::{UserPage, UserPageRequest, UserPatch, UserSort};
+pub use directory::{UserDetails, UserPage, UserPageRequest, UserPatch, UserSort};
 pub use drills::{Drill, DrillApp, DrillState};
 pub use error::StorageError;
 pub use installed::{AppState, InstalledApp, ReleaseStatus};
@@ -235,6 +235,7 @@ impl Store {
             secrets: None,
         };
         store.migrate().await?;
+        store.backfill_sort_keys().await?;
         Ok(store)
     }
 

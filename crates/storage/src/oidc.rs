@@ -365,9 +365,15 @@ impl Store {
 
     // ----- sessions -----
 
+    /// Starts a session; the person's last sign-in is now.
     pub async fn create_session(&self, s: &NewSession) -> Result<(), StorageError> {
         let now = Utc::now();
-        with_writer!(self, pool => {
+        in_tx!(self, tx, _dialect => {
+            sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(s.user_id.0)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "INSERT INTO sessions (token_hash, sid, user_id, auth_time, amr, created_at, \
                  last_seen_at, expires_at, ip, user_agent) \
@@ -383,7 +389,7 @@ impl Store {
             .bind(s.expires_at)
             .bind(s.ip.as_deref())
             .bind(s.user_agent.as_deref())
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
         });
         Ok(())

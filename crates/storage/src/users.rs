@@ -405,8 +405,8 @@ macro_rules! insert_user {
     ($exec:expr, $user:expr) => {{
         let user: &stackspin_domain::User = $user;
         sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, is_admin, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO users (id, email, name, password_hash, is_admin, created_at, updated_at, \
+             email_sort, name_sort) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(user.id.0)
         .bind(user.email.as_str())
@@ -415,6 +415,8 @@ macro_rules! insert_user {
         .bind(user.is_admin)
         .bind(user.created_at)
         .bind(user.updated_at)
+        .bind(stackspin_domain::user::natural_key(user.email.as_str()))
+        .bind(stackspin_domain::user::natural_key(user.name.as_str()))
         .execute($exec)
         .await
         .map_err(|e| {

@@ -1007,6 +1007,114 @@ async fn alerts_mail_each_episode_once_and_observations_round_trip(store: &Store
     assert_eq!(seen, again);
 }
 
+/// The users list sorts numbers by value ("user2" before "user10", in emails and names, also
+/// after an edit), and says of each person whether two-step verification is on, when they
+/// last signed in, and which apps they may use.
+async fn the_users_list_sorts_naturally_and_shows_what_admins_ask(store: &Store) {
+    use stackspin_storage::{NewSession, UserPageRequest, UserSort};
+    let mut made = vec![];
+    for (addr, name) in [
+        ("user10@example.org", "Member 3"),
+        ("user2@example.org", "Member 20"),
+        ("User1@example.org", "member 100"),
+    ] {
+        let mut u = new_user(addr, false);
+        u.name = UserName::parse(name).unwrap();
+        made.push(store.create_user(&u).await.unwrap());
+    }
+    let list = |sort, descending| UserPageRequest {
+        query: None,
+        sort,
+        descending,
+        page: 1,
+        per_page: 10,
+    };
+    let emails = |p: &stackspin_storage::UserPage| -> Vec<String> {
+        p.users.iter().map(|u| u.email.to_string()).collect()
+    };
+    let p = store
+        .user_page(&list(UserSort::Email, false))
+        .await
+        .unwrap();
+    assert_eq!(
+        emails(&p),
+        [
+            "User1@example.org",
+            "user2@example.org",
+            "user10@example.org"
+        ]
+    );
+    let p = store.user_page(&list(UserSort::Email, true)).await.unwrap();
+    assert_eq!(emails(&p)[0], "user10@example.org");
+    let p = store.user_page(&list(UserSort::Name, false)).await.unwrap();
+    let names: Vec<&str> = p.users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["Member 3", "Member 20", "member 100"]);
+    // An edited name sorts by its new value.
+    let patch = stackspin_storage::UserPatch {
+        name: Some(UserName::parse("Member 1").unwrap()),
+        ..Default::default()
+    };
+    store
+        .update_user(made[2].id, made[2].updated_at, &patch)
+        .await
+        .unwrap();
+    let p = store.user_page(&list(UserSort::Name, false)).await.unwrap();
+    assert_eq!(p.users[0].email.as_str(), "User1@example.org");
+
+    // Details: nobody has signed in, nobody has two-step, everyone may use both apps.
+    for name in ["wiki", "notes"] {
+        store
+            .create_app(
+                &new_app(name),
+                stackspin_domain::ClientId(format!("cid-{name}")),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let p = store
+        .user_page(&list(UserSort::Email, false))
+        .await
+        .unwrap();
+    assert_eq!(p.details.len(), 3);
+    for d in &p.details {
+        assert!(!d.two_step && d.last_login_at.is_none());
+        let apps: Vec<&str> = d.apps.iter().map(|a| a.as_str()).collect();
+        assert_eq!(apps, ["notes", "wiki"]);
+    }
+    let user1 = &p.users[0];
+    store
+        .set_role(&user1.email, &AppName::parse("wiki").unwrap(), Role::None)
+        .await
+        .unwrap();
+    store.set_totp(user1.id, Some("secret"), &[]).await.unwrap();
+    let before = chrono::Utc::now();
+    store
+        .create_session(&NewSession {
+            token_hash: "h".into(),
+            sid: "s".into(),
+            user_id: user1.id,
+            auth_time: before,
+            amr: vec!["pwd".into()],
+            expires_at: before + chrono::Duration::hours(1),
+            ip: None,
+            user_agent: None,
+        })
+        .await
+        .unwrap();
+    let p = store
+        .user_page(&list(UserSort::Email, false))
+        .await
+        .unwrap();
+    let d = &p.details[0];
+    assert!(d.two_step);
+    let at = d.last_login_at.unwrap();
+    assert!((at - before).num_seconds().abs() < 5, "{at} vs {before}");
+    let apps: Vec<&str> = d.apps.iter().map(|a| a.as_str()).collect();
+    assert_eq!(apps, ["notes"]);
+    assert!(!p.details[1].two_step && p.details[1].last_login_at.is_none());
+}
+
 macro_rules! on_both_backends {
     ($($story:ident),* $(,)?) => {
         mod sqlite {
@@ -1043,6 +1151,7 @@ on_both_backends!(
     apps_register_list_and_remove,
     roles_default_change_and_cascade,
     user_pages_search_sort_and_page,
+    the_users_list_sorts_naturally_and_shows_what_admins_ask,
     edits_detect_concurrent_changes,
     api_tokens_act_for_their_creator,
     default_role_changes_apply_to_new_users_only,

@@ -80,7 +80,7 @@ pub async fn users(
         Ok(r) => r,
         Err(e) => return pages::internal_error(&e),
     };
-    let apps = match state.store.list_apps().await {
+    let apps: Vec<(String, String)> = match state.store.list_apps().await {
         Ok(a) => a
             .into_iter()
             .map(|a| (a.name.to_string(), a.display_name))
@@ -96,7 +96,6 @@ pub async fn users(
     };
     let (jar, csrf) = session::csrf_token(&state, jar);
     let view = pages::UsersView {
-        apps,
         query: query.unwrap_or_default(),
         sort: match sort {
             UserSort::Email => "email",
@@ -109,7 +108,29 @@ pub async fn users(
             .unwrap_or(u32::MAX)
             .max(1),
         total: result.total,
-        users: result.users,
+        users: result
+            .users
+            .into_iter()
+            .zip(result.details)
+            .map(|(user, d)| pages::UserRow {
+                user,
+                two_step: d.two_step,
+                last_sign_in: d
+                    .last_login_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default(),
+                apps: d
+                    .apps
+                    .iter()
+                    .map(|name| {
+                        apps.iter()
+                            .find(|(n, _)| n == name.as_str())
+                            .map_or_else(|| name.to_string(), |(_, label)| label.clone())
+                    })
+                    .collect(),
+            })
+            .collect(),
+        apps,
         created: notice_value("created"),
         created_no_mail: notice_value("created_no_mail"),
         deleted: notice_value("deleted"),
@@ -1165,6 +1186,33 @@ pub async fn save_access(
 
 /// The users table's batch form: selected `ids`, an `action` (delete | role), and for a role
 /// change the `app` and `role`.
+/// The ids of every user matching the users list's search (all users for an empty one).
+async fn all_matching(
+    state: &AppState,
+    query: &str,
+) -> Result<Vec<stackspin_domain::UserId>, stackspin_storage::StorageError> {
+    let query = Some(query.to_owned()).filter(|q| !q.trim().is_empty());
+    let mut ids = vec![];
+    for page in 1.. {
+        let batch = state
+            .store
+            .user_page(&UserPageRequest {
+                query: query.clone(),
+                sort: UserSort::Email,
+                descending: false,
+                page,
+                per_page: 500,
+            })
+            .await?;
+        let done = batch.users.len() < 500;
+        ids.extend(batch.users.into_iter().map(|u| u.id));
+        if done {
+            break;
+        }
+    }
+    Ok(ids)
+}
+
 pub async fn batch(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -1184,11 +1232,22 @@ pub async fn batch(
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    let ids: Vec<_> = form
-        .iter()
-        .filter(|(k, _)| k == "ids")
-        .filter_map(|(_, v)| parse_user_id(v))
-        .collect();
+    let ids: Vec<_> = if get("scope") == "all" {
+        // "Select all" without script: every user the list shows, on every page. One's
+        // own account is left out of a deletion rather than refusing the whole of it.
+        match all_matching(&state, get("q")).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|id| !(get("action") == "delete" && *id == admin.id))
+                .collect(),
+            Err(e) => return pages::internal_error(&e),
+        }
+    } else {
+        form.iter()
+            .filter(|(k, _)| k == "ids")
+            .filter_map(|(_, v)| parse_user_id(v))
+            .collect()
+    };
     if ids.is_empty() {
         return pages::error_back(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -423,6 +423,16 @@ pub fn account(
 }
 
 /// What the admin users table shows.
+/// A line of the users list.
+pub struct UserRow {
+    pub user: stackspin_domain::User,
+    pub two_step: bool,
+    /// "2026-12-04 09:12 UTC", or empty for never.
+    pub last_sign_in: String,
+    /// The display names of the apps the person may use.
+    pub apps: Vec<String>,
+}
+
 pub struct UsersView {
     /// (name, display name) of every app, for the batch role change.
     pub apps: Vec<(String, String)>,
@@ -432,7 +442,7 @@ pub struct UsersView {
     pub page: u32,
     pub pages: u32,
     pub total: u64,
-    pub users: Vec<stackspin_domain::User>,
+    pub users: Vec<UserRow>,
     pub created: Option<String>,
     /// Added while outgoing mail is off: no invitation went out.
     pub created_no_mail: Option<String>,

@@ -419,6 +419,10 @@ async fn an_admin_token_does_what_the_admin_pages_do() {
     // there and on the pages).
     let (_, root) = call(&p, &http, t, Method::GET, "/api/v1/users?q=root", None).await;
     let root_id = root["users"][0]["id"].as_str().unwrap();
+    // The list says what the Dashboard's users list says: two-step, last sign-in, apps.
+    assert_eq!(root["users"][0]["two_step"], false);
+    assert!(root["users"][0]["apps"].is_array(), "{root}");
+    assert!(root["users"][0].get("last_login_at").is_some(), "{root}");
     let (status, err) = call(
         &p,
         &http,

@@ -90,7 +90,18 @@ pub async fn list(
         })
         .await?;
     Ok(Json(json!({
-        "users": result.users.iter().map(|u| user_json(u, None)).collect::<Vec<_>>(),
+        "users": result
+            .users
+            .iter()
+            .zip(&result.details)
+            .map(|(u, d)| {
+                let mut v = user_json(u, None);
+                v["two_step"] = d.two_step.into();
+                v["last_login_at"] = d.last_login_at.map(|t| t.to_rfc3339()).into();
+                v["apps"] = d.apps.iter().map(|a| a.as_str()).collect::<Vec<_>>().into();
+                v
+            })
+            .collect::<Vec<_>>(),
         "total": result.total,
         "page": page,
         "per_page": per_page,
