@@ -153,17 +153,14 @@ impl Store {
              JOIN apps a ON a.id = r.app_id WHERE r.user_id IN ({list})"
         );
         type Facts = (Uuid, bool, Option<DateTime<Utc>>);
-        let (facts, explicit, apps): (
-            Vec<Facts>,
-            Vec<(Uuid, String, String)>,
-            Vec<(String, String)>,
-        ) = with_pool!(self, pool => {
+        type Explicit = (Uuid, String, String);
+        let (facts, explicit, apps): (Vec<Facts>, Vec<Explicit>, Vec<(String, String)>) = with_pool!(self, pool => {
             let mut q = sqlx::query_as::<_, Facts>(sqlx::AssertSqlSafe(facts_sql.clone()));
             for u in users {
                 q = q.bind(u.id.0);
             }
             let facts = q.fetch_all(pool).await?;
-            let mut q = sqlx::query_as::<_, (Uuid, String, String)>(sqlx::AssertSqlSafe(roles_sql.clone()));
+            let mut q = sqlx::query_as::<_, Explicit>(sqlx::AssertSqlSafe(roles_sql.clone()));
             for u in users {
                 q = q.bind(u.id.0);
             }
