@@ -1021,11 +1021,16 @@ pub async fn access(
     jar: CookieJar,
     Query(q): Query<AccessQuery>,
 ) -> Response {
-    let notice = q.saved.is_some().then(|| {
-        (
-            crate::texts::t("msg.admin.saved_changed_roles_take_effect").to_owned(),
+    // `saved` is how many roles and defaults changed: "Saved" is said only when something did.
+    let notice = q.saved.as_deref().map(|n| match n.parse::<usize>() {
+        Ok(0) | Err(_) => (
+            crate::texts::t("msg.admin.nothing_changed").to_owned(),
             true,
-        )
+        ),
+        Ok(n) => (
+            crate::texts::tn("msg.admin.saved_n_changes", n, crate::texts::NONE),
+            true,
+        ),
     });
     render_access(
         &state,
@@ -1052,7 +1057,8 @@ async fn render_access(
             .store
             .user_page(&UserPageRequest {
                 query: None,
-                sort: UserSort::Email,
+                // People are shown by name, so they are found by name.
+                sort: UserSort::Name,
                 descending: false,
                 page,
                 per_page: PER_PAGE,
@@ -1073,6 +1079,7 @@ async fn render_access(
         .iter()
         .map(|u| pages::AccessRow {
             id: u.id.to_string(),
+            name: u.name.as_str().to_owned(),
             email: u.email.to_string(),
             cells: apps
                 .iter()
@@ -1162,26 +1169,48 @@ pub async fn save_access(
     let changed = match result {
         Ok(c) => c,
         Err(stackspin_storage::StorageError::Conflict(what)) => {
-            let msg = format!(
-                "{what} was changed by someone else meanwhile, so nothing was saved. These are the current roles: make your changes again."
-            );
+            let msg = crate::texts::tf("msg.admin.access_conflict", [("what", what)]);
             return render_access(&state, jar, page, Some((msg, false)), StatusCode::CONFLICT)
                 .await;
         }
         Err(e) => return pages::internal_error(&e),
     };
+    let apps = match state.store.list_apps().await {
+        Ok(a) => a,
+        Err(e) => return pages::internal_error(&e),
+    };
+    let mut defaults_changed = 0;
     for (key, value) in &form {
-        if let Some(app) = key.strip_prefix("d.")
-            && let (Ok(app), Ok(role)) = (AppName::parse(app), value.parse::<Role>())
-            && let Err(e) = state.store.set_default_role(&app, role).await
-        {
+        let Some(app) = key.strip_prefix("d.") else {
+            continue;
+        };
+        let (Ok(app), Ok(role)) = (AppName::parse(app), value.parse::<Role>()) else {
+            continue;
+        };
+        let Some(before) = apps.iter().find(|a| a.name == app).map(|a| a.default_role) else {
+            continue;
+        };
+        if before == role {
+            continue;
+        }
+        if let Err(e) = state.store.set_default_role(&app, role).await {
             return pages::internal_error(&e);
         }
+        defaults_changed += 1;
+        let mut e = AuditEvent::new("app.default_role_changed");
+        e.actor = Some(admin.email.to_string());
+        e.detail = serde_json::json!({
+            "app": app.as_str(),
+            "from": before.as_str(),
+            "to": role.as_str(),
+        });
+        state.audit(e).await;
     }
+    let saved = changed.len() + defaults_changed;
     state
         .role_changes_done(admin.email.to_string(), &changed)
         .await;
-    Redirect::to(&format!("/admin/access?page={page}&saved=1")).into_response()
+    Redirect::to(&format!("/admin/access?page={page}&saved={saved}")).into_response()
 }
 
 /// The users table's batch form: selected `ids`, an `action` (delete | role), and for a role

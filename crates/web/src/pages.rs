@@ -774,6 +774,7 @@ pub fn app_credentials(
 
 pub struct AccessRow {
     pub id: String,
+    pub name: String,
     pub email: String,
     /// The role in each app, in the order of `AccessView::apps`.
     pub cells: Vec<String>,
@@ -791,6 +792,10 @@ pub struct AccessView {
 impl AccessView {
     pub fn app_name(&self, i: &usize) -> &str {
         self.apps.get(*i).map_or("", |a| a.0.as_str())
+    }
+
+    pub fn app_label(&self, i: &usize) -> &str {
+        self.apps.get(*i).map_or("", |a| a.1.as_str())
     }
 }
 

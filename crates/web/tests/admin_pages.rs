@@ -737,6 +737,15 @@ async fn the_access_matrix_saves_changed_cells_and_refuses_stale_ones() {
         .await
         .unwrap();
     let csrf = hidden_value(&html, "csrf");
+    // People are shown by name (with the email beneath), and the defaults for new people
+    // are a section of their own, not a row among the people.
+    assert!(
+        html.contains(r#"<span class="person">Test Person</span><br><span class="hint">ada@example.org</span>"#),
+        "{html}"
+    );
+    let defaults = html.find(r#"id="defaults""#).unwrap();
+    let table = html.find(r#"<table id="access">"#).unwrap();
+    assert!(defaults < table && html[defaults..table].contains(r#"id="d-wiki""#));
     let cell = |u: &stackspin_domain::User, app: &str| format!("{}.{app}", u.id);
     // Submit the whole matrix as shown, with Ada made admin of chat and wiki locked by default.
     let mut form: Vec<(String, String)> =
@@ -760,7 +769,31 @@ async fn the_access_matrix_saves_changed_cells_and_refuses_stale_ones() {
         .send()
         .await
         .unwrap();
-    assert_eq!(location(&resp), "/admin/access?page=1&saved=1");
+    // One role and one default changed: "saved" counts them.
+    assert_eq!(location(&resp), "/admin/access?page=1&saved=2");
+    // Saving what is already so says so, instead of "Saved".
+    let resp = b
+        .post(p.url("/admin/access"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("page", "1"),
+            ("d.wiki", "none"),
+            ("d.chat", "user"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&resp), "/admin/access?page=1&saved=0");
+    let html = b
+        .get(p.url("/admin/access?page=1&saved=0"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Nothing changed."), "{html}");
+    assert!(!html.contains("Saved"), "{html}");
     let roles = p.store.roles_of(ada.id).await.unwrap();
     assert_eq!(
         roles,

@@ -631,7 +631,7 @@ async fn browser_admin_runs_batch_actions_access_audit_settings_and_apps() {
     b.click("save-access").await;
     assert_eq!(
         b.text("access-notice").await,
-        "Saved. Changed roles take effect in the apps at once."
+        "Saved 2 changes. Changed roles take effect in the apps at once."
     );
     assert_eq!(
         role_in(&p, "member05@example.org", "wiki").await,
