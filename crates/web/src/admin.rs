@@ -1199,6 +1199,7 @@ pub async fn save_access(
         defaults_changed += 1;
         let mut e = AuditEvent::new("app.default_role_changed");
         e.actor = Some(admin.email.to_string());
+        e.app = Some(app.to_string());
         e.detail = serde_json::json!({
             "app": app.as_str(),
             "from": before.as_str(),

@@ -38,3 +38,22 @@ impl FromRequestParts<AppState> for ClientIp {
         )))
     }
 }
+
+tokio::task_local! {
+    static CURRENT: IpAddr;
+}
+
+/// Middleware: the request's client address is known to everything the request does, so the
+/// audit log can say where every action came from without each handler passing it along.
+pub async fn remember(
+    client: ClientIp,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    CURRENT.scope(client.0, next.run(req)).await
+}
+
+/// The address of the request being served, if this runs inside one.
+pub fn current() -> Option<IpAddr> {
+    CURRENT.try_with(|ip| *ip).ok()
+}

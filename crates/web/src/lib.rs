@@ -12,6 +12,7 @@ mod admin_catalog;
 mod admin_links;
 mod alerts;
 pub mod api;
+mod audit_text;
 mod brand;
 mod client;
 mod dashboard;
@@ -147,7 +148,11 @@ impl AppState {
         self.brand.get(&self.store).await.name.clone()
     }
 
-    pub(crate) async fn audit(&self, event: stackspin_storage::AuditEvent) {
+    pub(crate) async fn audit(&self, mut event: stackspin_storage::AuditEvent) {
+        // Where an action came from, for every action taken in a request.
+        if event.ip.is_none() {
+            event.ip = client::current().map(|ip| ip.to_string());
+        }
         self.metrics.audit_event(&event.kind);
         if let Err(e) = self.store.record_audit(&event).await {
             tracing::error!(error = %e, kind = %event.kind, "cannot record audit event");
@@ -496,6 +501,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             brand::scope,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client::remember,
         ))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(

@@ -151,7 +151,14 @@ mod tests {
                 if path.extension().is_some_and(|e| e == "rs") {
                     for (i, _) in source.match_indices("\"msg.") {
                         let rest = &source[i + 1..];
-                        used.insert(rest[..rest.find('"').unwrap()].to_owned());
+                        let key = rest[..rest.find('"').unwrap()].to_owned();
+                        // A plural key passed along stands for its forms.
+                        if CATALOGUE.contains_key(&format!("{key}.one")) {
+                            used.insert(format!("{key}.one"));
+                            used.insert(format!("{key}.other"));
+                        } else {
+                            used.insert(key);
+                        }
                     }
                 }
                 // rustfmt may put the key on the line after the call.

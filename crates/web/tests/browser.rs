@@ -666,6 +666,15 @@ async fn browser_admin_runs_batch_actions_access_audit_settings_and_apps() {
         "{table}"
     );
     assert!(!table.contains("user.deleted"), "{table}");
+    // In people's words, with the stored details: what the role was and became, and who.
+    assert!(
+        table.contains("Role changed") && table.contains("→ No access"),
+        "{table}"
+    );
+    assert!(
+        table.contains("root@example.org") && table.contains("127.0.0.1"),
+        "who, and from where: {table}"
+    );
     b.fill("f-kind", "").await;
     b.fill("f-user", "member04@example.org").await;
     b.click("audit-submit").await;
