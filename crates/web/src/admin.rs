@@ -996,10 +996,20 @@ pub async fn send_test_mail(
                 .send(org.as_deref(), to.as_str(), &subject, &body)
                 .await
             {
-                Ok(()) => (
-                    crate::texts::tf("msg.admin.sent_a_test_email", [("to", to)]),
-                    true,
-                ),
+                Ok(()) => {
+                    // Ticks the first-run checklist's mail step.
+                    if let Err(e) = state
+                        .store
+                        .set_setting(crate::checklist::MAIL_TESTED, &Utc::now().to_rfc3339())
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot record the successful test mail");
+                    }
+                    (
+                        crate::texts::tf("msg.admin.sent_a_test_email", [("to", to)]),
+                        true,
+                    )
+                }
                 Err(e) => (
                     crate::texts::tf("msg.admin.mail_server_refused", [("error", e)]),
                     false,

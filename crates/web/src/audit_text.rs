@@ -46,6 +46,7 @@ pub fn kind(kind: &str) -> &str {
         "recovery.sent_by_admin" => texts::t("audit_kinds.recovery_sent_by_admin"),
         "role.changed" => texts::t("audit_kinds.role_changed"),
         "settings.changed" => texts::t("audit_kinds.settings_changed"),
+        "settings.test_mail" => texts::t("audit_kinds.settings_test_mail"),
         "token.code_replayed" => texts::t("audit_kinds.token_code_replayed"),
         "token.refresh_replayed" => texts::t("audit_kinds.token_refresh_replayed"),
         "user.created" => texts::t("audit_kinds.user_created"),

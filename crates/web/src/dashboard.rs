@@ -57,10 +57,14 @@ pub async fn home(State(state): State<AppState>, jar: CookieJar) -> Response {
         )
     }
     .await;
+    let steps = match crate::checklist::for_user(&state, &user).await {
+        Ok(s) => s,
+        Err(e) => return pages::internal_error(&e),
+    };
     match tiles {
         Ok(tiles) => {
             let (jar, csrf) = session::csrf_token(&state, jar);
-            (jar, pages::home(&csrf, &user, &tiles)).into_response()
+            (jar, pages::home(&csrf, &user, &tiles, steps.as_deref())).into_response()
         }
         Err(e) => pages::internal_error(&e),
     }

@@ -14,6 +14,7 @@ mod alerts;
 pub mod api;
 mod audit_text;
 mod brand;
+mod checklist;
 mod client;
 mod dashboard;
 mod error;
@@ -394,6 +395,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard::home))
         .route("/account", get(dashboard::account))
+        .route("/checklist/hide", post(checklist::hide))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/new", get(admin::new_user_form))
         .route("/admin/users/batch", post(admin::batch))

@@ -362,14 +362,31 @@ struct Home<'a> {
     csrf: &'a str,
     user: &'a stackspin_domain::User,
     tiles: &'a [crate::dashboard::Tile],
+    steps: Option<&'a [crate::checklist::Step]>,
+}
+
+impl Home<'_> {
+    fn steps_done(&self) -> usize {
+        self.steps
+            .map_or(0, |s| s.iter().filter(|s| s.done).count())
+    }
 }
 
 pub fn home(
     csrf: &str,
     user: &stackspin_domain::User,
     tiles: &[crate::dashboard::Tile],
+    steps: Option<&[crate::checklist::Step]>,
 ) -> Response {
-    render(StatusCode::OK, &Home { csrf, user, tiles })
+    render(
+        StatusCode::OK,
+        &Home {
+            csrf,
+            user,
+            tiles,
+            steps,
+        },
+    )
 }
 
 /// A session as the account page lists it.

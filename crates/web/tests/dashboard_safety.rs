@@ -835,3 +835,115 @@ async fn the_users_list_shows_what_admins_ask_and_selects_all() {
     b.screenshot("users-list-columns").await;
     b.close().await;
 }
+
+/// The setup admin's first-run checklist ticks each step from the platform's real state:
+/// the setup password replaced, a test mail accepted by the mail server, two-step on, a
+/// second person, a first app. It can be hidden, and other people never see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_setup_admin_has_a_first_run_checklist() {
+    let smtp = SmtpServer::start().await;
+    let p = start_with(smtp.settings(), fast_options()).await;
+    let setup_password = "setup-password-printed-at-install";
+    let hash = cheap_params()
+        .hash(&stackspin_domain::password::Password::new(setup_password).unwrap())
+        .unwrap();
+    let admin = p
+        .store
+        .bootstrap_admin(
+            &NewUser {
+                email: Email::parse("admin@example.org").unwrap(),
+                name: UserName::parse("Setup Admin").unwrap(),
+                password_hash: Some(hash),
+                is_admin: true,
+            },
+            setup_password,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let b = Browser::start().await;
+    b.log_in(&p, "admin@example.org", setup_password).await;
+    b.wait_for_text("Signed in as").await;
+    assert!(b.text("checklist").await.contains("0 of 5 done"));
+    for id in [
+        "step-password",
+        "step-mail",
+        "step-two-step",
+        "step-people",
+        "step-apps",
+    ] {
+        assert!(!step_done(&b, id).await, "{id}");
+    }
+    b.screenshot("checklist-new").await;
+
+    // 1. A password of one's own.
+    b.client.goto(&p.url("/account")).await.unwrap();
+    b.fill("current", setup_password).await;
+    b.fill("password", "violet mountain ferry 1987 quietly")
+        .await;
+    b.fill("confirm", "violet mountain ferry 1987 quietly")
+        .await;
+    b.click("password-submit").await;
+    b.wait_for_text("Your password is changed").await;
+    // 2. A test mail the server accepts.
+    b.client.goto(&p.url("/admin/settings")).await.unwrap();
+    b.fill("to", "admin@example.org").await;
+    b.click("test-mail-submit").await;
+    b.wait_for_text("Sent a test email").await;
+    // 3-5. Two-step on, a second person, a first app (set directly: their own pages have
+    // their own tests).
+    p.store
+        .set_totp(admin.id, Some("JBSWY3DPEHPK3PXP"), &[])
+        .await
+        .unwrap();
+    p.user("ada@example.org", false).await;
+    b.client.goto(&p.url("/")).await.unwrap();
+    assert!(b.text("checklist").await.contains("4 of 5 done"));
+    assert!(!step_done(&b, "step-apps").await);
+    p.app(AppSpec::default()).await;
+    b.client.goto(&p.url("/")).await.unwrap();
+    assert!(b.text("checklist").await.contains("5 of 5 done"));
+    for id in [
+        "step-password",
+        "step-mail",
+        "step-two-step",
+        "step-people",
+        "step-apps",
+    ] {
+        assert!(step_done(&b, id).await, "{id}");
+    }
+    b.click("checklist-hide").await;
+    b.wait_for_text("Your apps").await;
+    assert!(
+        b.client
+            .find(fantoccini::Locator::Id("checklist"))
+            .await
+            .is_err()
+    );
+    b.close().await;
+
+    // Someone who is not an admin never sees it.
+    let other = Browser::start().await;
+    other.log_in(&p, "ada@example.org", PASSWORD).await;
+    other.wait_for_text("Signed in as").await;
+    assert!(
+        other
+            .client
+            .find(fantoccini::Locator::Id("checklist"))
+            .await
+            .is_err()
+    );
+    other.close().await;
+}
+
+async fn step_done(b: &Browser, id: &str) -> bool {
+    b.client
+        .find(fantoccini::Locator::Id(id))
+        .await
+        .unwrap()
+        .attr("class")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        == "step-done"
+}

@@ -213,6 +213,16 @@ pub async fn send_test_mail(
                 format!("the mail server did not accept the test email: {e}"),
             )
         })?;
+    if let Err(e) = state
+        .store
+        .set_setting(
+            crate::checklist::MAIL_TESTED,
+            &chrono::Utc::now().to_rfc3339(),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record the successful test mail");
+    }
     let mut e = admin.event("settings.test_mail");
     e.detail = json!({ "to": to.as_str() });
     state.audit(e).await;
