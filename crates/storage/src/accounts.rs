@@ -44,6 +44,20 @@ impl LinkPurpose {
     }
 }
 
+/// What became of a queued mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailStatus {
+    pub subject: String,
+    pub queued_at: DateTime<Utc>,
+    /// Failed attempts so far.
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Set when the worker stopped retrying.
+    pub gave_up_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
 #[derive(Clone, Debug, FromRow)]
 pub struct DueMail {
     pub id: Uuid,
@@ -339,6 +353,42 @@ impl Store {
     ) -> Result<(), StorageError> {
         record_failure!(self, "mail_outbox", id, error, retry_at);
         Ok(())
+    }
+
+    /// The newest mail queued for `address` (any case), to tell an admin whether it left.
+    pub async fn last_mail_to(&self, address: &str) -> Result<Option<MailStatus>, StorageError> {
+        type Row = (
+            String,
+            DateTime<Utc>,
+            i64,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<String>,
+        );
+        let row: Option<Row> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT subject, created_at, attempts, next_attempt_at, sent_at, failed_at, last_error \
+                 FROM mail_outbox WHERE lower(to_address) = lower($1) \
+                 ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(address)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(
+            |(subject, queued_at, attempts, next_attempt_at, sent_at, failed_at, last_error)| {
+                MailStatus {
+                    subject,
+                    queued_at,
+                    attempts,
+                    next_attempt_at,
+                    sent_at,
+                    gave_up_at: failed_at,
+                    last_error,
+                }
+            },
+        ))
     }
 
     /// Mail not yet sent (queued or being retried).

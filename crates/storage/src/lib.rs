@@ -36,7 +36,7 @@ use sqlx::{
 };
 use stackspin_domain::settings::DatabaseUrl;
 
-pub use accounts::{DueMail, LinkPurpose, NewLink, OutgoingMail};
+pub use accounts::{DueMail, LinkPurpose, MailStatus, NewLink, OutgoingMail};
 pub use alerts::{Alert, AlertChange, IncomingAlert};
 pub use apps::{AppStatus, GroupsClaim};
 pub use audit::{AuditEvent, AuditFilter};

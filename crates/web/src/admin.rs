@@ -380,6 +380,45 @@ pub(crate) async fn render_edit_with(
     render_edit(state, jar, user, None, &BTreeMap::new(), notice, status).await
 }
 
+/// What became of the last mail to someone, in words, and whether that is good news.
+fn mail_state(m: &stackspin_storage::MailStatus) -> (String, bool) {
+    let at = |t: &chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let error = m.last_error.clone().unwrap_or_default();
+    let tries = usize::try_from(m.attempts).unwrap_or_default();
+    if let Some(sent) = &m.sent_at {
+        let text = crate::texts::tf(
+            "admin_edit_user.mail_sent",
+            [("subject", m.subject.as_str()), ("at", &at(sent))],
+        );
+        return (text, true);
+    }
+    if m.gave_up_at.is_some() {
+        let text = crate::texts::tn(
+            "admin_edit_user.mail_gave_up",
+            tries,
+            [("subject", m.subject.as_str()), ("error", &error)],
+        );
+        return (text, false);
+    }
+    if m.attempts > 0 {
+        let text = crate::texts::tn(
+            "admin_edit_user.mail_retrying",
+            tries,
+            [
+                ("subject", m.subject.as_str()),
+                ("error", &error),
+                ("at", &at(&m.next_attempt_at)),
+            ],
+        );
+        return (text, false);
+    }
+    let text = crate::texts::tf(
+        "admin_edit_user.mail_queued",
+        [("subject", m.subject.as_str()), ("at", &at(&m.queued_at))],
+    );
+    (text, true)
+}
+
 /// The edit form, either with the stored values or with what the admin typed (`typed`).
 async fn render_edit(
     state: &AppState,
@@ -412,7 +451,12 @@ async fn render_edit(
             (a.name.to_string(), a.display_name.clone(), chosen)
         })
         .collect();
+    let last_mail = match state.store.last_mail_to(user.email.as_str()).await {
+        Ok(m) => m.map(|m| mail_state(&m)),
+        Err(e) => return pages::internal_error(&e),
+    };
     let view = pages::EditUserView {
+        last_mail,
         id: user.id.to_string(),
         name: typed.map_or_else(|| user.name.as_str().to_owned(), |t| t.name.clone()),
         email: typed.map_or_else(|| user.email.to_string(), |t| t.email.clone()),

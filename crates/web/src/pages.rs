@@ -554,6 +554,8 @@ pub struct EditUserView {
     pub has_password: bool,
     /// Whether outgoing mail is set up.
     pub mail_on: bool,
+    /// What became of the last mail to them, and whether that is good news.
+    pub last_mail: Option<(String, bool)>,
 }
 
 #[derive(Template)]

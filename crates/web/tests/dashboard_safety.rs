@@ -947,3 +947,81 @@ async fn step_done(b: &Browser, id: &str) -> bool {
         .unwrap_or_default()
         == "step-done"
 }
+
+/// Mail that fails (the server is down), not only mail that is off: the person's page says
+/// the invitation has not left, why, and when it is tried again; once the server is up, a
+/// new invitation sent from the page is reported as accepted by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_mail_fails_the_persons_page_says_so() {
+    let mut smtp = SmtpServer::planned();
+    let p = start_with(
+        smtp.settings(),
+        stackspin_web::ProviderOptions {
+            mail_poll_interval: std::time::Duration::from_millis(100),
+            // The failed invitation waits; the one sent once the server is up goes at once.
+            mail_retry_base: std::time::Duration::from_secs(600),
+            ..fast_options()
+        },
+    )
+    .await;
+    p.user("root@example.org", true).await;
+    let b = Browser::start().await;
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+    b.client.goto(&p.url("/admin/users/new")).await.unwrap();
+    b.fill("name", "Grace Hopper").await;
+    b.fill("email", "grace@example.org").await;
+    b.click("create-user").await;
+    b.wait_for_text("Added grace@example.org").await;
+    for _ in 0..100 {
+        let m = p.store.last_mail_to("grace@example.org").await.unwrap();
+        if m.is_some_and(|m| m.attempts > 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let grace = user_id(&p, "grace@example.org").await;
+    b.client
+        .goto(&p.url(&format!("/admin/users/{grace}")))
+        .await
+        .unwrap();
+    let said = b.text("last-mail").await;
+    assert!(
+        said.contains("could not be sent yet (1 attempt)") && said.contains("Next try at"),
+        "{said}"
+    );
+    let class = b
+        .client
+        .find(fantoccini::Locator::Id("last-mail"))
+        .await
+        .unwrap()
+        .attr("class")
+        .await
+        .unwrap();
+    assert_eq!(class.as_deref(), Some("error"));
+    b.screenshot("person-mail-failing").await;
+
+    smtp.run().await;
+    b.click("send-link").await;
+    b.wait_for_text("is queued").await;
+    smtp.wait_for("grace@example.org").await;
+    for _ in 0..100 {
+        b.client
+            .goto(&p.url(&format!("/admin/users/{grace}")))
+            .await
+            .unwrap();
+        if b.text("last-mail")
+            .await
+            .contains("was accepted by the mail server")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        b.text("last-mail")
+            .await
+            .contains("“You are invited to Stackspin”, was accepted by the mail server")
+    );
+    b.close().await;
+}
