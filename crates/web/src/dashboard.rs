@@ -34,6 +34,13 @@ impl Tile {
     }
 }
 
+/// Any address nothing serves: "Page not found", with the navigation for someone signed in.
+pub async fn not_found(State(state): State<AppState>, jar: CookieJar) -> Response {
+    // Only to know whether to show the navigation; a failure just leaves it out.
+    let _ = session::current(&state, &jar).await;
+    pages::not_found().await
+}
+
 pub async fn home(State(state): State<AppState>, jar: CookieJar) -> Response {
     let (_, user) = match session::require(&state, &jar, "/").await {
         Ok(c) => c,

@@ -499,7 +499,7 @@ pub fn router(state: AppState) -> Router {
             get(recovery::reset_form).post(recovery::reset_submit),
         )
         .nest("/api/v1", api::routes())
-        .fallback(pages::not_found)
+        .fallback(dashboard::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             brand::scope,
@@ -508,6 +508,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             client::remember,
         ))
+        .layer(axum::middleware::from_fn(session::viewer_scope))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             metrics,

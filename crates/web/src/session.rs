@@ -91,7 +91,30 @@ pub async fn current(
     let Some(user) = state.store.user_by_id(session.user_id).await? else {
         return Ok(None);
     };
+    let _ = VIEWER.try_with(|v| v.set(Some(user.is_admin)));
     Ok(Some((session, user)))
+}
+
+tokio::task_local! {
+    /// Whether the person behind the request is signed in, and an admin: noted when the
+    /// session is looked up, so pages that do not need a session (messages, confirmations)
+    /// can still show the navigation to someone who is.
+    static VIEWER: std::cell::Cell<Option<bool>>;
+}
+
+/// Middleware: a place for the request's viewer.
+pub async fn viewer_scope(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    VIEWER
+        .scope(std::cell::Cell::new(None), next.run(req))
+        .await
+}
+
+/// `Some(is_admin)` when this request's session was looked up and is valid.
+pub fn viewer_is_admin() -> Option<bool> {
+    VIEWER.try_with(std::cell::Cell::get).ok().flatten()
 }
 
 /// The signed-in person, or the response that sends them to log in (returning to

@@ -417,14 +417,35 @@ async fn the_audit_log_filters_by_user_kind_and_date() {
         "{all}"
     );
     let ada = get("user=ada%40example.org&kind=login.failure").await;
-    assert_eq!(ada.matches("<td>login.failure</td>").count(), 1);
-    assert!(!ada.contains("<td>login.success</td>"));
+    assert_eq!(
+        ada.matches(r#"<code class="hint">login.failure</code>"#)
+            .count(),
+        1
+    );
+    assert!(!ada.contains(r#"<code class="hint">login.success</code>"#));
     let prefix = get("kind=login.").await;
-    assert_eq!(prefix.matches("<td>login.success</td>").count(), 2);
+    assert_eq!(
+        prefix
+            .matches(r#"<code class="hint">login.success</code>"#)
+            .count(),
+        2
+    );
     // As people type it: "login" finds the family, without the trailing dot.
     let family = get("kind=login").await;
-    assert_eq!(family.matches("<td>login.success</td>").count(), 2);
-    assert_eq!(family.matches("<td>login.failure</td>").count(), 1);
+    assert_eq!(
+        family
+            .matches(r#"<code class="hint">login.success</code>"#)
+            .count(),
+        2
+    );
+    assert_eq!(
+        family
+            .matches(r#"<code class="hint">login.failure</code>"#)
+            .count(),
+        1
+    );
+    // Named in words, with the raw kind beside for filtering.
+    assert!(family.contains("Sign-in failed") && family.contains("Signed in"));
     let past = get("to=2000-01-01").await;
     assert!(past.contains("No events match."));
     let resp = b

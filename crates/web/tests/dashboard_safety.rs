@@ -1025,3 +1025,64 @@ async fn when_mail_fails_the_persons_page_says_so() {
     );
     b.close().await;
 }
+
+/// Pages that are not tied to a session (messages, "Page not found", "Nothing selected",
+/// confirmations, two-step pages) show the navigation to someone signed in, so none is a
+/// dead end; signed out, they show none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_and_confirmation_pages_have_the_navigation() {
+    let p = start(fast_options()).await;
+    p.user("root@example.org", true).await;
+    p.user("ada@example.org", false).await;
+    let b = Browser::start().await;
+    b.client.goto(&p.url("/no-such-page")).await.unwrap();
+    b.wait_for_text("Page not found").await;
+    assert!(
+        b.client
+            .find(fantoccini::Locator::Id("nav-apps"))
+            .await
+            .is_err(),
+        "no navigation for someone signed out"
+    );
+    b.log_in(&p, "root@example.org", PASSWORD).await;
+    b.wait_for_text("Signed in as").await;
+    let has_nav = |b: &Browser| {
+        let client = b.client.clone();
+        async move {
+            client
+                .find(fantoccini::Locator::Id("nav-users"))
+                .await
+                .is_ok()
+                && client
+                    .find(fantoccini::Locator::Id("nav-logout"))
+                    .await
+                    .is_ok()
+        }
+    };
+    b.client.goto(&p.url("/no-such-page")).await.unwrap();
+    b.wait_for_text("Page not found").await;
+    assert!(has_nav(&b).await, "404");
+    // "Nothing selected": a batch action with nobody ticked.
+    b.client.goto(&p.url("/admin/users")).await.unwrap();
+    b.select("batch-action", "delete").await;
+    b.click("batch-submit").await;
+    b.wait_for_text("Nothing selected").await;
+    assert!(has_nav(&b).await, "nothing selected");
+    // A confirmation: deleting someone.
+    let ada = user_id(&p, "ada@example.org").await;
+    b.client
+        .goto(&p.url(&format!("/admin/users/{ada}")))
+        .await
+        .unwrap();
+    b.click("delete-user").await;
+    b.wait_for_text("cannot be undone").await;
+    assert!(has_nav(&b).await, "confirmation");
+    // Two-step verification, chosen (not forced).
+    b.client.goto(&p.url("/account/mfa")).await.unwrap();
+    b.wait_for_text("Set up two-step verification").await;
+    assert!(has_nav(&b).await, "two-step setup");
+    // The navigation's "Log out" asks first, then logs out.
+    b.click("nav-logout").await;
+    b.wait_for_text("Log out").await;
+    b.close().await;
+}
