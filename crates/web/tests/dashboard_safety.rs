@@ -452,6 +452,20 @@ async fn every_page_passes_axe_and_fits_a_phone() {
     for i in 0..3 {
         p.user(&format!("member{i:02}@example.org"), false).await;
     }
+    // Every page with the organisation's (long) name and a logo in its header.
+    p.store
+        .set_org_name(
+            stackspin_domain::brand::OrgName::parse("Stichting Vrije Journalistiek Amsterdam")
+                .unwrap()
+                .as_ref(),
+        )
+        .await
+        .unwrap();
+    let logo = stackspin_domain::brand::Logo::parse(
+        br##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 32"><rect width="64" height="32" fill="#264653"/></svg>"##.to_vec(),
+    )
+    .unwrap();
+    p.store.set_logo(Some(&logo)).await.unwrap();
     let b = Browser::start().await;
     let mut pages = vec!["/login".to_owned(), "/recover".to_owned()];
     let signed_in = [
@@ -472,6 +486,7 @@ async fn every_page_passes_axe_and_fits_a_phone() {
         "/admin/apps/wiki".to_owned(),
         "/admin/audit".to_owned(),
         "/admin/settings".to_owned(),
+        "/logout".to_owned(),
         "/no/such/page".to_owned(),
     ];
     let mut problems = vec![];
