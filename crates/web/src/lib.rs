@@ -6,10 +6,13 @@
 //! and never read process-global configuration; everything comes in through [`AppState`].
 
 mod admin;
+mod admin_access;
 mod admin_apps;
+mod admin_audit;
 mod admin_backups;
 mod admin_catalog;
 mod admin_links;
+mod admin_settings;
 mod alerts;
 pub mod api;
 mod audit_text;
@@ -399,7 +402,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/new", get(admin::new_user_form))
         .route("/admin/users/batch", post(admin::batch))
-        .route("/admin/access", get(admin::access).post(admin::save_access))
+        .route("/admin/access", get(admin_access::access).post(admin_access::save_access))
         .route(
             "/admin/apps",
             get(admin_apps::list).post(admin_apps::create),
@@ -442,11 +445,11 @@ pub fn router(state: AppState) -> Router {
             post(admin_catalog::set_updates),
         )
         .route("/admin/catalog/{name}/update", post(admin_catalog::update_now))
-        .route("/admin/audit", get(admin::audit))
+        .route("/admin/audit", get(admin_audit::audit))
         .route("/admin/status", get(status::page))
-        .route("/admin/settings", get(admin::settings))
-        .route("/admin/settings/mfa", post(admin::set_mfa_policy))
-        .route("/admin/settings/test-mail", post(admin::send_test_mail))
+        .route("/admin/settings", get(admin_settings::settings))
+        .route("/admin/settings/mfa", post(admin_settings::set_mfa_policy))
+        .route("/admin/settings/test-mail", post(admin_settings::send_test_mail))
         .route(
             "/admin/users/{id}",
             get(admin::edit_user_form).post(admin::edit_user),
@@ -465,7 +468,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/favicon.svg", get(pages::favicon))
         .route("/brand/logo", get(brand::logo))
-        .route("/admin/settings/organisation", post(admin::save_brand))
+        .route("/admin/settings/organisation", post(admin_settings::save_brand))
         .route("/readyz", get(health::readyz))
         .route(
             "/.well-known/openid-configuration",
