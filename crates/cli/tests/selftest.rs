@@ -179,6 +179,58 @@ async fn stackspin_test_passes_and_reports_each_failure_kind() {
     eprintln!("stackspin test, as printed:\n{shown}");
     assert!(shown.contains("✔  sso"), "{shown}");
 
+    // With an admin token: a throw-away user signs in through the app's own client, then, as
+    // an admin of the app, redeems the code with the client secret the app reads from its
+    // Secret and gets what the app maps admins from (here `groups` in UserInfo); the user is
+    // deleted after.
+    let token = site.json(&[
+        "api-token",
+        "create",
+        "selftest",
+        "--as",
+        "admin@example.test",
+    ])["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let people = || site.json(&["user", "list"]).as_array().unwrap().len();
+    let before = people();
+    let with_token = |dashboard: &str| {
+        site.cmd(&[
+            "--json",
+            "--catalog",
+            catalog,
+            "test",
+            "example.test",
+            "--skip",
+            "dns,tls",
+            "--dashboard-url",
+            dashboard,
+            "--token",
+            &token,
+        ])
+        .output()
+        .unwrap()
+    };
+    let out = with_token(&server.url(""));
+    let r = report(&out);
+    assert!(out.status.success(), "{r}");
+    let sso = check(&r, "sso");
+    assert!(
+        sso["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("a throw-away user signed in"),
+        "{sso}"
+    );
+    let admin = check(&r, "sso-admin");
+    assert_eq!(admin["ok"], true, "{admin}");
+    assert_eq!(
+        admin["detail"],
+        "an admin of hello gets groups [\"admin\"] in UserInfo, which hello maps to its admin role"
+    );
+    assert_eq!(people(), before, "the throw-away user is deleted");
+
     // A certificate that is not being renewed.
     certificate(bed, "hello-tls", "hello.example.test", ready_until(5));
     let out = site_test(&server.url(""));
@@ -205,9 +257,48 @@ async fn stackspin_test_passes_and_reports_each_failure_kind() {
     );
     certificate(bed, "hello-tls", "hello.example.test", ready_until(60));
 
+    // The client secret the app holds no longer matches the registered one (changed by hand
+    // while the operator is stopped, so it does not put it back): signing in still works, the
+    // app's code redemption does not, and the admin check says so.
+    server.stop();
+    let plain = Server::start(&site, "admin@example.test");
+    kubectl(
+        bed,
+        &[
+            "patch",
+            "secret",
+            "stackspin-hello-secrets",
+            "-n",
+            "stackspin-apps",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"stringData":{"CLIENT_SECRET":"not-the-registered-secret"}}"#,
+        ],
+    )
+    .unwrap();
+    let out = with_token(&plain.url(""));
+    assert_one_line_error(&out, "checks failed on example.test");
+    let r = report(&out);
+    assert_eq!(check(&r, "sso")["ok"], true, "{r}");
+    let admin = check(&r, "sso-admin");
+    assert_eq!(admin["ok"], false, "{admin}");
+    assert!(
+        admin["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("the app's client secret was refused"),
+        "{admin}"
+    );
+    assert_eq!(
+        people(),
+        before,
+        "the throw-away user is deleted after a failure too"
+    );
+    plain.stop();
+
     // Single sign-on refused: the app's client is gone (removed by hand while the operator is
     // stopped, so it does not put it back).
-    server.stop();
     site.json(&["app", "remove", "hello"]);
     let plain = Server::start(&site, "admin@example.test");
     let out = site_test(&plain.url(""));

@@ -24,7 +24,10 @@ use stackspin_provision::folder::ClusterFolder;
 use crate::output;
 
 mod sso;
-use sso::{app_session_check, create_test_user, delete_test_user, sign_in_check, sso_check};
+use sso::{
+    AdminClaim, admin_mapping_check, app_session_check, create_test_user, delete_test_user,
+    set_role, sign_in_check, sso_check,
+};
 
 /// Checks that can be left out where they cannot work (a machine without the public DNS or
 /// a route to the server).
@@ -91,6 +94,88 @@ struct Release {
     name: String,
     namespace: &'static str,
     hr: HelmRelease,
+}
+
+/// What the admin-mapping check needs to sign in as an admin of an app.
+struct AdminProbe<'a> {
+    client: &'a kube::Client,
+    dashboard: &'a str,
+    token: &'a str,
+    user: &'a sso::TestUser,
+    namespace: &'a str,
+}
+
+impl AdminProbe<'_> {
+    /// Whether an admin of the app gets what the app maps its admin role from. Apps whose
+    /// entry says they cannot take roles from single sign-on get a line saying so.
+    async fn check(&self, entry: &stackspin_catalog::Entry, redirect: &str) -> Option<Check> {
+        let app = entry.name.as_str();
+        let oidc = entry.oidc.as_ref()?;
+        if let stackspin_catalog::AdminMapping::Manual { .. } = &oidc.admin {
+            return Some(pass(
+                "sso-admin",
+                app,
+                Some(app),
+                format!(
+                    "{app} does not take admin rights from single sign-on (see Manage apps); nothing to check"
+                ),
+            ));
+        }
+        let secret = match self.client_secret(entry).await {
+            Ok(s) => s,
+            Err(why) => {
+                return Some(fail(
+                    "sso-admin",
+                    app,
+                    Some(app),
+                    why,
+                    "install the app again so its Secret is written",
+                ));
+            }
+        };
+        if let Err(e) = set_role(self.dashboard, self.token, self.user, app, "admin").await {
+            return Some(fail(
+                "sso-admin",
+                app,
+                Some(app),
+                format!("could not make the throw-away user an admin of {app}: {e}"),
+                "give an admin API token",
+            ));
+        }
+        let wanted = AdminClaim {
+            userinfo: oidc.groups_from == stackspin_catalog::GroupsFrom::Userinfo,
+            expect: match oidc.claim {
+                stackspin_catalog::ClaimShape::Role => &["admin"],
+                stackspin_catalog::ClaimShape::RoleAndUser => &["admin", "user"],
+            },
+        };
+        Some(admin_mapping_check(self.dashboard, app, redirect, &secret, self.user, &wanted).await)
+    }
+
+    /// The app's OIDC client secret, as the app itself reads it: from the app's Secret, under
+    /// the key its catalog entry fills with `${oidc.client_secret}`.
+    async fn client_secret(&self, entry: &stackspin_catalog::Entry) -> Result<String, String> {
+        let placeholder = serde_json::Value::String("${oidc.client_secret}".into());
+        let key = entry
+            .secret_keys
+            .iter()
+            .find(|k| k.value.raw() == &placeholder)
+            .map(|k| k.key.clone())
+            .ok_or_else(|| "its catalog entry gives the app no client secret".to_string())?;
+        let name = entry.secret_name();
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.client.clone(), self.namespace);
+        let secret = secrets
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("cannot read Secret {}/{name}: {e}", self.namespace))?
+            .ok_or_else(|| format!("Secret {}/{name} is missing", self.namespace))?;
+        let bytes = secret
+            .data
+            .and_then(|d| d.get(&key).cloned())
+            .ok_or_else(|| format!("Secret {}/{name} has no {key}", self.namespace))?;
+        String::from_utf8(bytes.0).map_err(|_| format!("{key} in Secret {name} is not text"))
+    }
 }
 
 fn release_check(r: &Release) -> Check {
@@ -508,6 +593,19 @@ pub async fn run(
                                 && !opts.skip.contains(&Skip::Tls)
                             {
                                 checks.push(app_session_check(app, &callback, ip).await);
+                            }
+                        }
+                        for (app, redirect) in &sso {
+                            let release = releases.iter().find(|r| &r.name == app);
+                            if let (Some(entry), Some(r)) = (catalog.get(app), release) {
+                                let admin = AdminProbe {
+                                    client: &client,
+                                    dashboard: &dashboard,
+                                    token,
+                                    user: &user,
+                                    namespace: r.namespace,
+                                };
+                                checks.extend(admin.check(entry, redirect).await);
                             }
                         }
                         if let Err(e) = delete_test_user(&dashboard, token, &user).await {

@@ -86,13 +86,50 @@ fn hidden(html: &str, name: &str) -> Option<String> {
     let tag = &html[tag_start..tag_end];
     let v = tag.find("value=\"")? + 7;
     let end = tag[v..].find('"')? + v;
-    Some(
-        tag[v..end]
-            .replace("&amp;", "&")
-            .replace("&#x2F;", "/")
-            .replace("&#x3D;", "=")
-            .replace("&quot;", "\""),
-    )
+    Some(unescape(&tag[v..end]))
+}
+
+/// Undoes HTML escaping in an attribute value: the named entities and numeric ones in any
+/// case (the Dashboard writes `&` as `&#38;`; other servers write `&amp;` or `&#x26;`).
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let Some(end) = rest.find(';').filter(|e| *e <= 10) else {
+            out.push('&');
+            rest = &rest[1..];
+            continue;
+        };
+        let name = &rest[1..end];
+        let decoded = match name {
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            _ => name.strip_prefix('#').and_then(|n| {
+                let code = match n.strip_prefix(['x', 'X']) {
+                    Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                    None => n.parse().ok(),
+                };
+                code.and_then(char::from_u32)
+            }),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn absolute(base: &str, location: &str) -> String {
@@ -389,4 +426,184 @@ pub(super) fn error_text(html: &str) -> Option<String> {
     html.find("class=\"error\"")
         .and_then(text_after)
         .or_else(|| html.find("<title").and_then(text_after))
+}
+
+/// The verifier of the PKCE challenge every self-test authorization request sends (the
+/// example pair of RFC 7636, appendix B).
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+/// Gives the throw-away user `role` in `app` through the API.
+pub(super) async fn set_role(
+    dashboard: &str,
+    token: &str,
+    user: &TestUser,
+    app: &str,
+    role: &str,
+) -> Result<(), String> {
+    let r = reqwest::Client::new()
+        .put(format!("{dashboard}/api/v1/users/{}/roles/{app}", user.id))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "role": role }))
+        .send()
+        .await
+        .map_err(|e| format!("the Dashboard did not answer: {e}"))?;
+    let status = r.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        Err(api_error(&v, status))
+    }
+}
+
+/// What an app reads admin rights from, as its catalog entry says.
+pub(super) struct AdminClaim {
+    /// Read from UserInfo (true) or the ID token (false).
+    pub userinfo: bool,
+    /// The values an admin's `groups` must hold.
+    pub expect: &'static [&'static str],
+}
+
+/// The throw-away user, now an admin of `app`, signs in through the app's client and the
+/// code is redeemed with the app's own client secret, as the app would: the `groups` the app
+/// maps admins from must say admin, where the app reads it (ID token or UserInfo).
+pub(super) async fn admin_mapping_check(
+    dashboard: &str,
+    app: &str,
+    redirect: &str,
+    client_secret: &str,
+    user: &TestUser,
+    wanted: &AdminClaim,
+) -> Check {
+    let failed = |detail: String, todo: &str| fail("sso-admin", app, Some(app), detail, todo);
+    let (signed_in, callback) = sign_in_check(dashboard, app, redirect, user).await;
+    let Some(callback) = callback else {
+        return failed(
+            format!("an admin could not sign in: {}", signed_in.detail),
+            "see the sso check above",
+        );
+    };
+    let Some(code) = reqwest::Url::parse(&callback).ok().and_then(|u| {
+        u.query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+    }) else {
+        return failed(format!("no code in {callback}"), "report this");
+    };
+    let http = reqwest::Client::new();
+    let base = dashboard.trim_end_matches('/');
+    let tokens = http
+        .post(format!("{base}/token"))
+        .basic_auth(app, Some(client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await;
+    let tokens: serde_json::Value = match tokens {
+        Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
+            return failed(
+                format!(
+                    "the app's client secret was refused (HTTP {status}: {})",
+                    v["error_description"].as_str().unwrap_or("no reason given")
+                ),
+                "the secret in the cluster and the one registered differ: install the app again so the operator registers it",
+            );
+        }
+        Err(e) => {
+            return failed(
+                format!("the Dashboard did not answer: {e}"),
+                "check the Dashboard",
+            );
+        }
+    };
+    let (claims, place) = if wanted.userinfo {
+        let info = http
+            .get(format!("{base}/userinfo"))
+            .bearer_auth(tokens["access_token"].as_str().unwrap_or_default())
+            .send()
+            .await;
+        match info {
+            Ok(r) if r.status().is_success() => (r.json().await.unwrap_or_default(), "UserInfo"),
+            Ok(r) => {
+                return failed(
+                    format!("UserInfo answered HTTP {}", r.status().as_u16()),
+                    "report this",
+                );
+            }
+            Err(e) => {
+                return failed(
+                    format!("the Dashboard did not answer: {e}"),
+                    "check the Dashboard",
+                );
+            }
+        }
+    } else {
+        let payload = tokens["id_token"]
+            .as_str()
+            .and_then(|t| t.split('.').nth(1))
+            .and_then(|p| {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        match payload {
+            Some(p) => (p, "the ID token"),
+            None => return failed("no readable ID token".into(), "report this"),
+        }
+    };
+    let groups: Vec<&str> = claims["groups"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if wanted.expect.iter().all(|w| groups.contains(w)) {
+        pass(
+            "sso-admin",
+            app,
+            Some(app),
+            format!(
+                "an admin of {app} gets groups {groups:?} in {place}, which {app} maps to its admin role"
+            ),
+        )
+    } else {
+        failed(
+            format!(
+                "an admin of {app} gets groups {groups:?} in {place}; {app} needs {:?}",
+                wanted.expect
+            ),
+            "the app's client has another claim shape: install the app again so the operator registers it as its catalog entry says",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_values_are_unescaped_whatever_the_entity_style() {
+        assert_eq!(
+            unescape("/authorize?a=1&#38;b=2&amp;c=3&#x26;d=&#x2F;&#x2f;&quot;"),
+            "/authorize?a=1&b=2&c=3&d=//\""
+        );
+        assert_eq!(
+            unescape("fish & chips &nope; &#xZZ;"),
+            "fish & chips &nope; &#xZZ;"
+        );
+        assert_eq!(
+            hidden(
+                r#"<input type="hidden" name="return_to" value="/x?a&#38;b">"#,
+                "return_to"
+            ),
+            Some("/x?a&b".to_string())
+        );
+    }
 }
