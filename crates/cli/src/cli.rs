@@ -348,6 +348,10 @@ pub struct ServeArgs {
     /// a cluster where Velero's node agent cannot run (the test bed's simulated pods).
     #[arg(long, env = "STACKSPIN_BACKUP_OBJECTS_ONLY", hide = true)]
     pub backup_objects_only: bool,
+    /// Where Prometheus answers queries (the Status page's disk use). By default the
+    /// in-cluster address of the monitoring app's Prometheus, once it is installed.
+    #[arg(long, env = "STACKSPIN_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: Option<String>,
     /// A file holding the first admin's setup password, used instead of a generated one when
     /// the database has no users (the installer chooses it, so it can show it later).
     #[arg(long, env = "STACKSPIN_SETUP_PASSWORD_FILE", value_name = "FILE")]

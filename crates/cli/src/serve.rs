@@ -25,6 +25,7 @@ pub struct Cluster {
     config: ClusterConfig,
     interval: std::time::Duration,
     volume_data: bool,
+    prometheus_url: Option<String>,
 }
 
 /// Connects to the cluster if there is one, and reads what the operator needs. Done before
@@ -61,6 +62,7 @@ pub async fn cluster(args: &ServeArgs) -> Result<Option<Cluster>> {
         config,
         interval: std::time::Duration::from_secs(args.operator_interval),
         volume_data: !args.backup_objects_only,
+        prometheus_url: args.prometheus_url.clone(),
     }))
 }
 
@@ -134,6 +136,7 @@ pub async fn run(
             OperatorSettings {
                 interval: c.interval,
                 volume_data: c.volume_data,
+                prometheus_url: c.prometheus_url.clone(),
                 ..OperatorSettings::default()
             },
         );

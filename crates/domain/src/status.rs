@@ -19,13 +19,35 @@ pub struct NodeStatus {
     pub disk_bytes: u64,
     pub cpu_used_cores: Option<f64>,
     pub memory_used_bytes: Option<u64>,
+    /// The root filesystem as node-exporter reports it through Prometheus, when monitoring
+    /// runs (metrics-server does not report disks).
+    #[serde(default)]
+    pub disk: Option<DiskUsage>,
 }
+
+/// A node's root filesystem: its size and what is still free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUsage {
+    pub size_bytes: u64,
+    pub available_bytes: u64,
+}
+
+/// From this share of a full disk on, a node's disk is a problem to act on: the alerting rule
+/// StackspinDiskFillingUp fires at the same point (less than 10% free).
+pub const DISK_FULL_WARNING: f64 = 0.90;
 
 impl NodeStatus {
     /// Share of memory in use, when known.
     pub fn memory_used_share(&self) -> Option<f64> {
         let used = self.memory_used_bytes? as f64;
         (self.memory_bytes > 0).then(|| used / self.memory_bytes as f64)
+    }
+
+    /// Share of the root filesystem in use, when known.
+    pub fn disk_used_share(&self) -> Option<f64> {
+        let d = self.disk?;
+        (d.size_bytes > 0)
+            .then(|| 1.0 - d.available_bytes.min(d.size_bytes) as f64 / d.size_bytes as f64)
     }
 
     pub fn cpu_used_share(&self) -> Option<f64> {
@@ -105,6 +127,28 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_use_is_a_share_of_the_filesystem() {
+        let mut n: NodeStatus = serde_json::from_value(serde_json::json!({
+            "name": "n", "ready": true, "problems": [], "cpu_cores": 2.0,
+            "memory_bytes": 1, "disk_bytes": 1, "cpu_used_cores": null,
+            "memory_used_bytes": null
+        }))
+        .unwrap();
+        // Observations stored before disks were read have no disk: unknown.
+        assert_eq!(n.disk_used_share(), None);
+        n.disk = Some(DiskUsage {
+            size_bytes: 200,
+            available_bytes: 50,
+        });
+        assert_eq!(n.disk_used_share(), Some(0.75));
+        n.disk = Some(DiskUsage {
+            size_bytes: 0,
+            available_bytes: 0,
+        });
+        assert_eq!(n.disk_used_share(), None);
+    }
 
     #[test]
     fn quantities_parse_as_kubernetes_writes_them() {

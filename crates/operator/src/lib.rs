@@ -77,6 +77,9 @@ pub struct Settings {
     pub volume_data: bool,
     /// How often nodes and certificates are read for the Status page.
     pub observe_interval: Duration,
+    /// Where Prometheus answers queries (node disks for the Status page); by default the
+    /// in-cluster address once the monitoring app is installed.
+    pub prometheus_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -90,6 +93,7 @@ impl Default for Settings {
             restore_ready_timeout: Duration::from_secs(900),
             volume_data: true,
             observe_interval: Duration::from_secs(60),
+            prometheus_url: None,
         }
     }
 }
@@ -218,6 +222,8 @@ pub struct Operator {
     leading: Arc<AtomicBool>,
     clock: Clock,
     stats: Arc<Stats>,
+    /// For Prometheus's query API.
+    http: reqwest::Client,
 }
 
 impl Operator {
@@ -239,6 +245,11 @@ impl Operator {
             wake: Arc::new(Notify::new()),
             leading: Arc::new(AtomicBool::new(false)),
             clock: Arc::new(Utc::now),
+            // A slow Prometheus must not hold up the observation round.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
             stats: Arc::new(Stats::default()),
         }
     }

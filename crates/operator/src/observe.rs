@@ -4,13 +4,17 @@
 //! states and reasons, which the seed's troubleshooting chapter dug out with five `kubectl`
 //! commands).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::Value;
-use stackspin_domain::status::{CertificateStatus, NodeStatus, parse_quantity};
+use stackspin_domain::status::{
+    CertificateStatus, DISK_FULL_WARNING, DiskUsage, NodeStatus, parse_quantity,
+};
 use stackspin_platform::desired::{APPS_NAMESPACE, CORE_NAMESPACE};
 
 use crate::{Operator, OperatorError};
@@ -18,6 +22,8 @@ use crate::{Operator, OperatorError};
 /// Observation kinds in the database.
 pub const NODES: &str = "nodes";
 pub const CERTIFICATES: &str = "certificates";
+/// The catalog entry whose Prometheus holds node-exporter's disk figures.
+const MONITORING_APP: &str = "monitoring";
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
@@ -94,11 +100,80 @@ pub async fn nodes(client: &Client) -> Result<Vec<NodeStatus>, OperatorError> {
             disk_bytes: to_u64(cap("ephemeral-storage")),
             cpu_used_cores: used.and_then(|u| quantity(&u["cpu"])),
             memory_used_bytes: used.and_then(|u| quantity(&u["memory"])).map(to_u64),
+            disk: None,
             name,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Each node's root filesystem (size and free space), by node name, from node-exporter
+/// through Prometheus's query API. node-exporter's `instance` is its pod's address, so the
+/// node is named by `node_uname_info`'s `nodename` (k3s names a node after its host name).
+pub async fn disks(
+    http: &reqwest::Client,
+    prometheus: &str,
+) -> Result<BTreeMap<String, DiskUsage>, String> {
+    let query = |metric: &str| {
+        format!(
+            "max by (nodename) ({metric}{{mountpoint=\"/\",fstype!~\"tmpfs|overlay|squashfs\"}} \
+             * on(instance) group_left(nodename) node_uname_info)"
+        )
+    };
+    let size = prometheus_vector(http, prometheus, &query("node_filesystem_size_bytes")).await?;
+    let free = prometheus_vector(http, prometheus, &query("node_filesystem_avail_bytes")).await?;
+    Ok(size
+        .into_iter()
+        .filter_map(|(node, size)| {
+            let available = *free.get(&node)?;
+            Some((
+                node,
+                DiskUsage {
+                    size_bytes: to_u64(size),
+                    available_bytes: to_u64(available),
+                },
+            ))
+        })
+        .collect())
+}
+
+/// An instant query's result by `nodename`.
+async fn prometheus_vector(
+    http: &reqwest::Client,
+    prometheus: &str,
+    query: &str,
+) -> Result<BTreeMap<String, f64>, String> {
+    let url = format!("{}/api/v1/query", prometheus.trim_end_matches('/'));
+    let answer: serde_json::Value = http
+        .get(&url)
+        .query(&[("query", query)])
+        .send()
+        .await
+        .map_err(|e| format!("Prometheus did not answer at {prometheus}: {e}"))?
+        .error_for_status()
+        .map_err(|e| format!("Prometheus refused the query: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("Prometheus answered something else than JSON: {e}"))?;
+    if answer["status"] != "success" {
+        return Err(format!(
+            "Prometheus could not run the query: {}",
+            answer["error"].as_str().unwrap_or("no reason given")
+        ));
+    }
+    Ok(answer["data"]["result"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| {
+                    let node = r["metric"]["nodename"].as_str()?.to_string();
+                    let value = r["value"][1].as_str()?.parse::<f64>().ok()?;
+                    Some((node, value))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// Certificates in the namespaces Stackspin manages; empty when cert-manager is absent.
@@ -193,10 +268,40 @@ pub async fn certificates(client: &Client) -> Result<Vec<CertificateStatus>, Ope
 }
 
 impl Operator {
+    /// Where Prometheus answers queries: the setting, else, once the monitoring app is
+    /// installed, the Service the Prometheus Operator makes for every Prometheus it runs.
+    async fn prometheus_url(&self) -> Option<String> {
+        if let Some(url) = &self.settings.prometheus_url {
+            return Some(url.clone());
+        }
+        self.store.installed_app(MONITORING_APP).await.ok()??;
+        Some(format!(
+            "http://prometheus-operated.{CORE_NAMESPACE}.svc:9090"
+        ))
+    }
+
     /// Reads nodes and certificates and stores them for the Status page.
     pub async fn observe_cluster(&self) -> Result<(), OperatorError> {
         let now = (self.clock)();
-        let nodes = nodes(&self.client).await?;
+        let mut nodes = nodes(&self.client).await?;
+        if let Some(prometheus) = self.prometheus_url().await {
+            match disks(&self.http, &prometheus).await {
+                Ok(found) => {
+                    for n in &mut nodes {
+                        n.disk = found.get(&n.name).copied();
+                        if let Some(share) = n.disk_used_share()
+                            && share >= DISK_FULL_WARNING
+                        {
+                            n.problems
+                                .push(format!("disk {:.0}% full", (share * 100.0).floor()));
+                        }
+                    }
+                }
+                // Monitoring may be installing or down; disk usage is then unknown, and the
+                // Status page says so, while nodes and certificates are still recorded.
+                Err(e) => tracing::debug!(error = %e, "disk usage unavailable"),
+            }
+        }
         let certificates = certificates(&self.client).await?;
         self.store
             .record_observation(

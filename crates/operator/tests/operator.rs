@@ -879,3 +879,167 @@ async fn tools_behind_forward_auth_are_apps_for_admins_and_go_with_their_entry()
     assert!(middlewares.get_opt("forward-auth").await?.is_none());
     Ok(())
 }
+
+/// A process the test started, stopped when it goes out of scope.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// `df`'s view of the root filesystem: (size, available) in bytes.
+fn df_root() -> Result<(u64, u64)> {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=size,avail", "/"])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().nth(1).unwrap_or_default();
+    let mut fields = line.split_whitespace().map(|f| f.parse::<u64>());
+    match (fields.next(), fields.next()) {
+        (Some(Ok(size)), Some(Ok(avail))) => Ok((size, avail)),
+        _ => anyhow::bail!("cannot read df's output: {text}"),
+    }
+}
+
+/// The Status page's disk use comes from node_exporter through Prometheus, both real and
+/// built from their modules by the test bed: node_exporter reads this machine's root
+/// filesystem, Prometheus scrapes it, and the operator asks Prometheus's query API, naming the
+/// node by `node_uname_info` (a simulated node carries this machine's host name, as k3s names
+/// its node). Stand-in: node_exporter runs on this machine rather than as a DaemonSet pod.
+/// Without Prometheus, disk use is unknown and the round still records the nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_disks_come_from_node_exporter_through_prometheus() -> Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    use stackspin_domain::status::NodeStatus;
+    let bed = TestBed::get()?;
+    let admin = bed.client().await?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")?
+        .trim()
+        .to_string();
+    let nodes: Api<Node> = Api::all(admin.clone());
+    nodes.delete(&host, &Default::default()).await.ok();
+    // Tainted, so that other tests' pods are never placed on it while it exists.
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": host, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                     "labels": {"kubernetes.io/hostname": host, "type": "kwok"}},
+        "spec": {"taints": [{"key": "stackspin.test/disk-test", "effect": "NoSchedule"}]},
+        "status": {"capacity": {"cpu": "2", "memory": "24Gi", "pods": "110",
+                                "ephemeral-storage": "100Gi"}}
+    }))?;
+    nodes.create(&Default::default(), &node).await?;
+
+    let exporter_port = free_port();
+    let _exporter = Running(
+        std::process::Command::new(TestBed::bin("node_exporter"))
+            .args([
+                &format!("--web.listen-address=127.0.0.1:{exporter_port}"),
+                "--collector.disable-defaults",
+                "--collector.filesystem",
+                "--collector.uname",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    let dir = tempfile::tempdir()?;
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node-exporter\n    \
+             static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n"
+        ),
+    )?;
+    let prometheus_port = free_port();
+    let prometheus = Running(
+        std::process::Command::new(TestBed::bin("prometheus"))
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    let url = format!("http://127.0.0.1:{prometheus_port}");
+    // Until the first scrape has landed.
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer: serde_json::Value = match http
+            .get(format!("{url}/api/v1/query"))
+            .query(&[("query", "node_uname_info")])
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        if answer["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "Prometheus never scraped node_exporter"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let db = TestDb::sqlite().await;
+    let mut s = settings("disks");
+    s.prometheus_url = Some(url);
+    let op = stackspin_operator::Operator::new(
+        admin.clone(),
+        db.store.clone(),
+        hello_catalog("http://127.0.0.1:9"),
+        config(),
+        s,
+    );
+    op.observe_cluster().await?;
+    let read = || async {
+        let (seen, _) = db.store.observation("nodes").await?.unwrap();
+        Ok::<_, anyhow::Error>(serde_json::from_value::<Vec<NodeStatus>>(seen)?)
+    };
+    let seen = read().await?;
+    let this = seen.iter().find(|n| n.name == host).unwrap();
+    let disk = this
+        .disk
+        .expect("disk use of the node named after this machine");
+    let (size, avail) = df_root()?;
+    assert_eq!(disk.size_bytes, size, "the same filesystem as df's /");
+    let drift = disk.available_bytes.abs_diff(avail);
+    assert!(
+        drift < size / 100,
+        "free space {} vs df's {avail}",
+        disk.available_bytes
+    );
+    let share = this.disk_used_share().unwrap();
+    assert!(share > 0.0 && share < 1.0, "{share}");
+    // The node with no node_exporter has none.
+    let other = seen.iter().find(|n| n.name == "stackspin").unwrap();
+    assert_eq!(other.disk, None);
+
+    // Prometheus gone: disk use unknown, nodes still recorded.
+    drop(prometheus);
+    op.observe_cluster().await?;
+    let seen = read().await?;
+    assert_eq!(seen.iter().find(|n| n.name == host).unwrap().disk, None);
+    nodes.delete(&host, &Default::default()).await?;
+    Ok(())
+}

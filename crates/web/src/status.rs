@@ -205,8 +205,17 @@ impl StatusPage<'_> {
     fn usage_known(&self) -> bool {
         self.r.nodes.iter().any(|n| n.memory_used_bytes.is_some())
     }
+    /// The root filesystem's size and use when node-exporter reports it through Prometheus,
+    /// else the node's declared disk for pods.
     fn disk(&self, n: &NodeStatus) -> String {
-        human_bytes(i64::try_from(n.disk_bytes).unwrap_or(i64::MAX))
+        let size = n.disk.map_or(n.disk_bytes, |d| d.size_bytes);
+        with_usage(
+            human_bytes(i64::try_from(size).unwrap_or(i64::MAX)),
+            n.disk_used_share(),
+        )
+    }
+    fn disk_usage_known(&self) -> bool {
+        self.r.nodes.iter().any(|n| n.disk.is_some())
     }
     fn app_state(&self, a: &AppLine) -> &'static str {
         crate::admin_catalog::state_text(a.state)

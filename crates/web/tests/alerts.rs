@@ -394,6 +394,10 @@ async fn the_status_page_and_api_show_what_needs_attention() {
         disk_bytes: 160 << 30,
         cpu_used_cores: Some(1.0),
         memory_used_bytes: Some(6 << 30),
+        disk: Some(stackspin_domain::status::DiskUsage {
+            size_bytes: 200_000_000_000,
+            available_bytes: 50_000_000_000,
+        }),
     };
     p.store
         .record_observation("nodes", &serde_json::to_value([node(vec![])]).unwrap(), now)
@@ -421,6 +425,11 @@ async fn the_status_page_and_api_show_what_needs_attention() {
     assert!(html.contains("Everything is working."), "{html}");
     assert!(html.contains("4 cores, 25% used"), "{html}");
     assert!(html.contains("8.6 GB, 75% used"), "{html}");
+    assert!(
+        html.contains("200.0 GB, 75% used"),
+        "disk from Prometheus: {html}"
+    );
+    assert!(!html.contains("disk-usage-unknown"), "{html}");
     assert!(!html.contains("metrics-server"), "usage is known: {html}");
 
     // Now trouble on every front.
