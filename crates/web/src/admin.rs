@@ -13,13 +13,8 @@ use axum::{
 use axum_extra::extract::cookie::CookieJar;
 use chrono::Utc;
 use serde::Deserialize;
-use stackspin_domain::{
-    AppName, Email, NewUser, Role, User, UserName,
-    secret::{hash_secret, random_token},
-};
-use stackspin_storage::{
-    AuditEvent, LinkPurpose, NewLink, OutgoingMail, UserPageRequest, UserSort,
-};
+use stackspin_domain::{AppName, Email, NewUser, Role, User, UserName};
+use stackspin_storage::{AuditEvent, UserPageRequest, UserSort};
 
 use crate::{AppState, pages, session};
 
@@ -263,33 +258,8 @@ pub async fn create_user(
         password_hash: None,
         is_admin: form.is_admin.is_some(),
     };
-    let token = random_token(32);
-    let lifetime = state.options.invite_link_lifetime;
-    let link = format!("{}/reset?token={token}", state.public_url);
-    let org = state.org_name().await;
-    let (subject, body) = stackspin_domain::mail::invitation(
-        org.as_deref(),
-        new.name.as_str(),
-        &link,
-        lifetime.num_days(),
-    );
-    let created = state
-        .store
-        .invite_user(
-            &new,
-            &roles,
-            &NewLink {
-                token_hash: hash_secret(&token),
-                purpose: LinkPurpose::Invite,
-                expires_at: Utc::now() + lifetime,
-            },
-            &OutgoingMail {
-                to: new.email.to_string(),
-                subject,
-                body,
-            },
-        )
-        .await;
+    let (link, mail) = crate::admin_links::new_invitation(&state, &new).await;
+    let created = state.store.invite_user(&new, &roles, &link, &mail).await;
     let user = match created {
         Ok(u) => u,
         Err(stackspin_storage::StorageError::DuplicateEmail(_)) => {

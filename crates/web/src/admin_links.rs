@@ -199,3 +199,33 @@ pub async fn handover(
         Err(IssueError::Storage(e)) => pages::internal_error(&e),
     }
 }
+
+/// A new person's invitation: its single-use link (stored hashed) and the mail that carries
+/// it, in the organisation's name. The users page and the API queue both with the account.
+pub(crate) async fn new_invitation(
+    state: &AppState,
+    new: &stackspin_domain::NewUser,
+) -> (NewLink, OutgoingMail) {
+    let token = random_token(32);
+    let lifetime = state.options.invite_link_lifetime;
+    let link = format!("{}/reset?token={token}", state.public_url);
+    let org = state.org_name().await;
+    let (subject, body) = stackspin_domain::mail::invitation(
+        org.as_deref(),
+        new.name.as_str(),
+        &link,
+        lifetime.num_days(),
+    );
+    (
+        NewLink {
+            token_hash: stackspin_domain::secret::hash_secret(&token),
+            purpose: LinkPurpose::Invite,
+            expires_at: Utc::now() + lifetime,
+        },
+        OutgoingMail {
+            to: new.email.to_string(),
+            subject,
+            body,
+        },
+    )
+}

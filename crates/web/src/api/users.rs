@@ -11,11 +11,8 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stackspin_domain::{
-    AppName, Email, NewUser, Role, User, UserId, UserName,
-    secret::{hash_secret, random_token},
-};
-use stackspin_storage::{LinkPurpose, NewLink, OutgoingMail, UserPageRequest, UserPatch, UserSort};
+use stackspin_domain::{AppName, Email, NewUser, Role, User, UserId, UserName};
+use stackspin_storage::{UserPageRequest, UserPatch, UserSort};
 use uuid::Uuid;
 
 use super::{Admin, ApiError};
@@ -212,33 +209,8 @@ pub async fn create(
         password_hash: None,
         is_admin: b.is_admin,
     };
-    let token = random_token(32);
-    let lifetime = state.options.invite_link_lifetime;
-    let link = format!("{}/reset?token={token}", state.public_url);
-    let org = state.org_name().await;
-    let (subject, body) = stackspin_domain::mail::invitation(
-        org.as_deref(),
-        new.name.as_str(),
-        &link,
-        lifetime.num_days(),
-    );
-    let user = state
-        .store
-        .invite_user(
-            &new,
-            &roles,
-            &NewLink {
-                token_hash: hash_secret(&token),
-                purpose: LinkPurpose::Invite,
-                expires_at: Utc::now() + lifetime,
-            },
-            &OutgoingMail {
-                to: new.email.to_string(),
-                subject,
-                body,
-            },
-        )
-        .await?;
+    let (link, mail) = crate::admin_links::new_invitation(&state, &new).await;
+    let user = state.store.invite_user(&new, &roles, &link, &mail).await?;
     state.mail_wake.notify_one();
     let mut e = admin.event("user.created");
     e.user_id = Some(user.id.0);

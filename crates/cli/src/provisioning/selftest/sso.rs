@@ -63,12 +63,17 @@ pub(super) async fn delete_test_user(
     token: &str,
     user: &TestUser,
 ) -> Result<(), String> {
-    let r = reqwest::Client::new()
-        .delete(format!("{dashboard}/api/v1/users/{}", user.id))
+    let url = format!("{dashboard}/api/v1/users/{}", user.id);
+    admin_call(reqwest::Client::new().delete(url), token).await
+}
+
+/// Sends an admin API request and reads its refusal, if any, in the API's own words.
+async fn admin_call(request: reqwest::RequestBuilder, token: &str) -> Result<(), String> {
+    let r = request
         .bearer_auth(token)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("the Dashboard did not answer: {e}"))?;
     let status = r.status();
     if status.is_success() {
         Ok(())
@@ -440,20 +445,11 @@ pub(super) async fn set_role(
     app: &str,
     role: &str,
 ) -> Result<(), String> {
-    let r = reqwest::Client::new()
-        .put(format!("{dashboard}/api/v1/users/{}/roles/{app}", user.id))
-        .bearer_auth(token)
-        .json(&serde_json::json!({ "role": role }))
-        .send()
-        .await
-        .map_err(|e| format!("the Dashboard did not answer: {e}"))?;
-    let status = r.status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        let v: serde_json::Value = r.json().await.unwrap_or_default();
-        Err(api_error(&v, status))
-    }
+    let url = format!("{dashboard}/api/v1/users/{}/roles/{app}", user.id);
+    let request = reqwest::Client::new()
+        .put(url)
+        .json(&serde_json::json!({ "role": role }));
+    admin_call(request, token).await
 }
 
 /// What an app reads admin rights from, as its catalog entry says.
