@@ -928,12 +928,29 @@ async fn the_setup_admin_has_a_first_run_checklist() {
         assert!(step_done(&b, id).await, "{id}");
     }
     b.click("checklist-hide").await;
+    // The start page comes back to the same address, so wait for the list to go rather
+    // than for the page (the old one would answer at once).
+    let mut gone = false;
+    for _ in 0..100 {
+        if b.client
+            .find(fantoccini::Locator::Id("checklist"))
+            .await
+            .is_err()
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the checklist is still shown after hiding it");
+    b.client.goto(&p.url("/")).await.unwrap();
     b.wait_for_text("Your apps").await;
     assert!(
         b.client
             .find(fantoccini::Locator::Id("checklist"))
             .await
-            .is_err()
+            .is_err(),
+        "hidden for good"
     );
     b.close().await;
 
@@ -1096,8 +1113,10 @@ async fn message_and_confirmation_pages_have_the_navigation() {
     b.client.goto(&p.url("/account/mfa")).await.unwrap();
     b.wait_for_text("Set up two-step verification").await;
     assert!(has_nav(&b).await, "two-step setup");
-    // The navigation's "Log out" asks first, then logs out.
+    // The navigation's "Log out" goes to the page that asks first.
     b.click("nav-logout").await;
-    b.wait_for_text("Log out").await;
+    b.wait_for_url("/logout").await;
+    b.click("logout-confirm").await;
+    b.wait_for_text("You have been logged out").await;
     b.close().await;
 }
