@@ -60,37 +60,11 @@ pub(crate) async fn issue(
     } else {
         (LinkPurpose::Invite, state.options.invite_link_lifetime)
     };
-    let token = random_token(32);
-    let link = format!("{}/reset?token={token}", state.public_url);
-    let expires_at = Utc::now() + lifetime;
-    let new = NewLink {
-        token_hash: stackspin_domain::secret::hash_secret(&token),
-        purpose,
-        expires_at,
-    };
+    let (link, new) = fresh_link(state, purpose, lifetime);
+    let expires_at = new.expires_at;
     match delivery {
         Delivery::Mail => {
-            let org = state.org_name().await;
-            let (subject, body) = if purpose == LinkPurpose::Invite {
-                stackspin_domain::mail::invitation(
-                    org.as_deref(),
-                    user.name.as_str(),
-                    &link,
-                    lifetime.num_days(),
-                )
-            } else {
-                stackspin_domain::mail::password_reset(
-                    org.as_deref(),
-                    user.name.as_str(),
-                    &link,
-                    lifetime.num_minutes(),
-                )
-            };
-            let mail = OutgoingMail {
-                to: user.email.to_string(),
-                subject,
-                body,
-            };
+            let mail = link_mail(state, purpose, &user.name, &user.email, &link, lifetime).await;
             state.store.issue_link(user.id, &new, &mail).await?;
             state.mail_wake.notify_one();
         }
@@ -114,6 +88,22 @@ pub(crate) async fn issue(
     })
 }
 
+/// What both buttons check first: the form's token, an admin, and the person by id.
+async fn admin_and_person(
+    state: &AppState,
+    jar: &CookieJar,
+    headers: &HeaderMap,
+    csrf: &str,
+    id: &str,
+) -> Result<(User, User), Response> {
+    if !session::csrf_ok(state, jar, headers, csrf) {
+        return Err(pages::form_expired());
+    }
+    let admin = crate::admin::require_admin(state, jar, "/admin/users").await?;
+    let user = crate::admin::load_user(state, id).await?;
+    Ok((admin, user))
+}
+
 /// `POST /admin/users/{id}/send-link`: mail a fresh invitation or reset link.
 pub async fn send(
     State(state): State<AppState>,
@@ -122,15 +112,8 @@ pub async fn send(
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    if !session::csrf_ok(&state, &jar, &headers, &form.csrf) {
-        return pages::form_expired();
-    }
-    let admin = match crate::admin::require_admin(&state, &jar, "/admin/users").await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
-    let user = match crate::admin::load_user(&state, &id).await {
-        Ok(u) => u,
+    let (admin, user) = match admin_and_person(&state, &jar, &headers, &form.csrf, &id).await {
+        Ok(both) => both,
         Err(resp) => return resp,
     };
     let (notice, status) = match issue(&state, &user, Delivery::Mail, admin.email.as_str()).await {
@@ -165,15 +148,8 @@ pub async fn handover(
     axum::extract::Path(id): axum::extract::Path<String>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    if !session::csrf_ok(&state, &jar, &headers, &form.csrf) {
-        return pages::form_expired();
-    }
-    let admin = match crate::admin::require_admin(&state, &jar, "/admin/users").await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
-    let user = match crate::admin::load_user(&state, &id).await {
-        Ok(u) => u,
+    let (admin, user) = match admin_and_person(&state, &jar, &headers, &form.csrf, &id).await {
+        Ok(both) => both,
         Err(resp) => return resp,
     };
     match issue(&state, &user, Delivery::Handover, admin.email.as_str()).await {
@@ -201,31 +177,69 @@ pub async fn handover(
 }
 
 /// A new person's invitation: its single-use link (stored hashed) and the mail that carries
-/// it, in the organisation's name. The users page and the API queue both with the account.
+/// it. The users page and the API queue both with the account.
 pub(crate) async fn new_invitation(
     state: &AppState,
     new: &stackspin_domain::NewUser,
 ) -> (NewLink, OutgoingMail) {
-    let token = random_token(32);
     let lifetime = state.options.invite_link_lifetime;
-    let link = format!("{}/reset?token={token}", state.public_url);
-    let org = state.org_name().await;
-    let (subject, body) = stackspin_domain::mail::invitation(
-        org.as_deref(),
-        new.name.as_str(),
+    let (link, stored) = fresh_link(state, LinkPurpose::Invite, lifetime);
+    let mail = link_mail(
+        state,
+        LinkPurpose::Invite,
+        &new.name,
+        &new.email,
         &link,
-        lifetime.num_days(),
-    );
-    (
-        NewLink {
-            token_hash: stackspin_domain::secret::hash_secret(&token),
-            purpose: LinkPurpose::Invite,
-            expires_at: Utc::now() + lifetime,
-        },
-        OutgoingMail {
-            to: new.email.to_string(),
-            subject,
-            body,
-        },
+        lifetime,
     )
+    .await;
+    (stored, mail)
+}
+
+/// A fresh single-use link: the address that goes to the person, and what the store keeps
+/// of it (the token's hash, never the token).
+pub(crate) fn fresh_link(
+    state: &AppState,
+    purpose: LinkPurpose,
+    lifetime: chrono::Duration,
+) -> (String, NewLink) {
+    let token = random_token(32);
+    let link = format!("{}/reset?token={token}", state.public_url);
+    let stored = NewLink {
+        token_hash: stackspin_domain::secret::hash_secret(&token),
+        purpose,
+        expires_at: Utc::now() + lifetime,
+    };
+    (link, stored)
+}
+
+/// The mail that carries an invitation or reset link, in the organisation's name.
+pub(crate) async fn link_mail(
+    state: &AppState,
+    purpose: LinkPurpose,
+    name: &stackspin_domain::UserName,
+    to: &stackspin_domain::Email,
+    link: &str,
+    lifetime: chrono::Duration,
+) -> OutgoingMail {
+    let org = state.org_name().await;
+    let (subject, body) = match purpose {
+        LinkPurpose::Invite => stackspin_domain::mail::invitation(
+            org.as_deref(),
+            name.as_str(),
+            link,
+            lifetime.num_days(),
+        ),
+        LinkPurpose::Reset => stackspin_domain::mail::password_reset(
+            org.as_deref(),
+            name.as_str(),
+            link,
+            lifetime.num_minutes(),
+        ),
+    };
+    OutgoingMail {
+        to: to.to_string(),
+        subject,
+        body,
+    }
 }

@@ -11,14 +11,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use axum_extra::extract::cookie::CookieJar;
-use chrono::Utc;
 use serde::Deserialize;
-use stackspin_domain::{
-    Email,
-    password::Password,
-    secret::{hash_secret, random_token},
-};
-use stackspin_storage::{AuditEvent, LinkPurpose, NewLink, OutgoingMail};
+use stackspin_domain::{Email, password::Password, secret::hash_secret};
+use stackspin_storage::{AuditEvent, LinkPurpose};
 
 use crate::{AppState, pages, session};
 
@@ -81,32 +76,18 @@ async fn send_reset_link(
     let Some(user) = state.store.user_by_email(&email).await? else {
         return Ok(());
     };
-    let token = random_token(32);
     let lifetime = state.options.reset_link_lifetime;
-    let link = format!("{}/reset?token={token}", state.public_url);
-    let org = state.org_name().await;
-    let (subject, body) = stackspin_domain::mail::password_reset(
-        org.as_deref(),
-        user.name.as_str(),
+    let (link, stored) = crate::admin_links::fresh_link(state, LinkPurpose::Reset, lifetime);
+    let mail = crate::admin_links::link_mail(
+        state,
+        LinkPurpose::Reset,
+        &user.name,
+        &user.email,
         &link,
-        lifetime.num_minutes(),
-    );
-    state
-        .store
-        .issue_link(
-            user.id,
-            &NewLink {
-                token_hash: hash_secret(&token),
-                purpose: LinkPurpose::Reset,
-                expires_at: Utc::now() + lifetime,
-            },
-            &OutgoingMail {
-                to: user.email.to_string(),
-                subject,
-                body,
-            },
-        )
-        .await?;
+        lifetime,
+    )
+    .await;
+    state.store.issue_link(user.id, &stored, &mail).await?;
     state.mail_wake.notify_one();
     let mut e = AuditEvent::new("recovery.requested");
     e.user_id = Some(user.id.0);
